@@ -1,0 +1,117 @@
+# revela — one Makefile for the whole suite.
+#   make            build every tool into bin/ (CUDA objects too when nvcc is found)
+#   make check      build and run all tests (unit, CLI, reference fixtures); ends "N passed, N failed"
+#   make check-asan the same suite under AddressSanitizer + UBSan
+#   make check-ref  live comparisons against Python references (creates .venv via pip)
+#   make fuzz       run the fuzz targets for FUZZ_SECONDS each (libFuzzer, clang)
+#   make bench      benchmarks against peers measured in the same run
+#   make demo       the main job on embedded data
+#   make install PREFIX=/usr/local   binaries and man pages
+#   make deps       install the Debian packages the build needs (scripts/deps.sh)
+# Sources are found by wildcard: lib/*.c form librevela.a, cmd/rv-*.c become
+# bin/rv-*, tests/unit/test_*.c become unit-test programs, tests/cli/*.sh CLI tests.
+
+CC        ?= cc
+PREFIX    ?= /usr/local
+BUILD     ?= build
+BIN       ?= bin
+CUDA_ARCH ?= sm_90
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+FUZZ_SECONDS ?= 60
+
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+OPT       ?= -O2
+SAN       ?=
+CFLAGS    ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp \
+             $(SAN) -Ilib -Icmd/common $(BLAS_CFLAGS) $(CFLAGS)
+LDLIBS     = -lzstd -lxxhash $(BLAS_LIBS) -lutf8proc -lstemmer -lm -lpthread
+ALL_LDFLAGS = -fopenmp $(SAN) $(LDFLAGS)
+
+LIB_SRC    := $(wildcard lib/*.c)
+LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+COMMON_SRC := $(wildcard cmd/common/*.c)
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(COMMON_SRC))
+TOOL_SRC   := $(wildcard cmd/rv-*.c)
+TOOLS      := $(patsubst cmd/%.c,$(BIN)/%,$(TOOL_SRC))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+CU_SRC     := $(wildcard kernels/*.cu)
+CU_OBJ     := $(if $(NVCC),$(patsubst %.cu,$(BUILD)/%.o,$(CU_SRC)))
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+MAN_PAGES  := $(wildcard man/*.1 man/*.5 man/*.7)
+
+.SECONDARY:
+.DELETE_ON_ERROR:
+
+.PHONY: all check check-asan check-ref check-run fuzz fuzz-build bench demo install deps clean probe cuda
+
+all: probe $(TOOLS) $(CU_OBJ)
+
+probe:
+	@scripts/probe.sh "$(CC)" "$(NVCC)" "$(CUDA_ARCH)"
+
+deps:
+	scripts/deps.sh
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h cmd/common/*.h) | probe
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/librevela.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/rv-%: $(BUILD)/cmd/rv-%.o $(COMMON_OBJ) $(BUILD)/librevela.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/test.h $(BUILD)/librevela.a $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librevela.a $(COMMON_OBJ) $(LDLIBS)
+
+# CUDA: compiled wherever nvcc exists (CI compiles, a GPU machine also runs).
+$(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh lib/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 -arch=$(CUDA_ARCH) -Ilib -Ikernels -c $< -o $@
+cuda: $(CU_OBJ)
+
+# ---------------------------------------------------------------- tests
+check: all $(UNIT_BINS)
+	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh
+
+check-asan:
+	$(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+
+check-ref: all
+	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh --ref
+
+# libFuzzer targets (clang): each runs FUZZ_SECONDS on its seed corpus.
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib $(BLAS_CFLAGS) \
+	    -o $@ $< $(LIB_SRC) -fopenmp=libgomp $(LDLIBS)
+fuzz-build: $(FUZZ_BINS)
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BINS)
+
+# ---------------------------------------------------------------- bench / demo
+bench: all
+	@bench/run.sh
+
+demo: all
+	@scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	for p in $(MAN_PAGES); do \
+	    s=$${p##*.}; install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+clean:
+	rm -rf build build-asan build-fuzz bin
