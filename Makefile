@@ -42,11 +42,12 @@ CU_SRC     := $(wildcard kernels/*.cu)
 CU_OBJ     := $(if $(NVCC),$(patsubst %.cu,$(BUILD)/%.o,$(CU_SRC)))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 MAN_PAGES  := $(wildcard man/*.1 man/*.5 man/*.7)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-.PHONY: all check check-asan check-ref check-run fuzz fuzz-build bench demo install deps clean probe cuda
+.PHONY: bench-build all check check-asan check-ref check-run fuzz fuzz-build bench demo install deps clean probe cuda
 
 all: probe $(TOOLS) $(CU_OBJ)
 
@@ -90,17 +91,23 @@ check-ref: all
 	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh --ref
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS on its seed corpus.
+# The fuzzed code only: the stream container, records and JSON.
+FUZZ_LIB  := lib/buf.c lib/error.c lib/json.c lib/records.c lib/stream.c
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(wildcard lib/*.h)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib $(BLAS_CFLAGS) \
-	    -o $@ $< $(LIB_SRC) -fopenmp=libgomp $(LDLIBS)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib \
+	    -o $@ $< $(FUZZ_LIB) -lzstd -lxxhash -lm
 fuzz-build: $(FUZZ_BINS)
 fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BINS)
 
 # ---------------------------------------------------------------- bench / demo
-bench: all
+$(BUILD)/bench/%: bench/%.c $(BUILD)/librevela.a $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librevela.a $(COMMON_OBJ) $(LDLIBS)
+bench-build: all $(BENCH_BINS)
+bench: bench-build
 	@bench/run.sh
 
 demo: all
