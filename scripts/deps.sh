@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="libzstd-dev libxxhash-dev libopenblas-dev libutf8proc-dev libstemmer-dev \
-pkg-config zstd python3-venv gnuplot-nox"
+pkg-config zstd python3-venv gnuplot-nox man-db groff-base"
 
 missing=""
 for p in $PKGS; do
