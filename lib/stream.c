@@ -380,7 +380,7 @@ static int wr_drain(rv_stream_writer *w, const void *src, size_t n, ZSTD_EndDire
 /* Appends bytes to the pending buffer (hashing them), compressing when full. */
 static int wr_put(rv_stream_writer *w, const void *p, size_t n, int hash)
 {
-    if (hash)
+    if (hash && n)
         XXH3_64bits_update(w->hash, p, n);
     if (w->pend_len + n > w->pend_cap) {
         if (w->pend_len && wr_drain(w, w->pend, w->pend_len, ZSTD_e_continue) < 0)
@@ -389,7 +389,8 @@ static int wr_put(rv_stream_writer *w, const void *p, size_t n, int hash)
         if (n > w->pend_cap)   /* big record: compress straight from the caller's memory */
             return wr_drain(w, p, n, ZSTD_e_continue);
     }
-    memcpy(w->pend + w->pend_len, p, n);
+    if (n)   /* p may be NULL for an empty record */
+        memcpy(w->pend + w->pend_len, p, n);
     w->pend_len += n;
     return 0;
 }
