@@ -69,9 +69,9 @@ $(BIN)/rv-%: $(BUILD)/cmd/rv-%.o $(COMMON_OBJ) $(BUILD)/librevela.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/test.h $(BUILD)/librevela.a $(COMMON_OBJ)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(BUILD)/librevela.a $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librevela.a $(COMMON_OBJ) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(COMMON_OBJ) $(BUILD)/librevela.a $(LDLIBS)
 
 # CUDA: compiled wherever nvcc exists (CI compiles, a GPU machine also runs).
 $(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh lib/*.h)
@@ -105,7 +105,7 @@ fuzz: fuzz-build
 # ---------------------------------------------------------------- bench / demo
 $(BUILD)/bench/%: bench/%.c $(BUILD)/librevela.a $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librevela.a $(COMMON_OBJ) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(COMMON_OBJ) $(BUILD)/librevela.a $(LDLIBS)
 bench-build: all $(BENCH_BINS)
 bench: bench-build
 	@bench/run.sh
