@@ -79,6 +79,9 @@ $(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh lib/*.h)
 	$(NVCC) -O3 -std=c++17 -arch=$(CUDA_ARCH) -Ilib -Ikernels -c $< -o $@
 cuda: $(CU_OBJ)
 
+# Optional rule fragments (e.g. mk/cuda.mk for GPU test programs), one concern each.
+-include $(wildcard mk/*.mk)
+
 # ---------------------------------------------------------------- tests
 check: all $(UNIT_BINS)
 	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh
