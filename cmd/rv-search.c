@@ -1,0 +1,423 @@
+/* rv-search — exact top-k search of query embeddings against corpus
+ * embeddings by inner product; TREC run or run stream out. Wiring only:
+ * loading lives in lib/emb_matrix.c and lib/npy.c, the search in
+ * lib/dense_search.c, the selection in lib/topk.c.
+ *
+ * Options are collected into one struct; each search mode is one function
+ * taking it (only the dense mode exists so far). */
+#include "cli.h"
+#include "buf.h"
+#include "dense_search.h"
+#include "emb_matrix.h"
+#include "json.h"
+#include "progress.h"
+#include "records.h"
+#include "stream.h"
+#include "version.h"
+
+#include <getopt.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_K 100
+#define DEFAULT_TAG "rv-search"
+#define DEFAULT_DOC_SEP "#"
+#define MAX_SOURCES 4096
+
+_Noreturn static void usage(void)
+{
+    printf("Usage: rv-search --corpus EMB [OPTION]... [QUERIES]\n"
+           "Exact maximum-inner-product search: rank every corpus vector for every query\n"
+           "(cosine similarity when the vectors are L2-normalised) and print the top k as a\n"
+           "TREC run. QUERIES is an emb stream; with no QUERIES, or when it is -, read\n"
+           "standard input.\n"
+           "\n"
+           "Inputs:\n"
+           "  -c, --corpus EMB        corpus emb stream; repeat for shards (searched as one\n"
+           "                          corpus, in the order given)\n"
+           "      --corpus-npy X.npy  corpus shard from a 2-D .npy array ('<f4', '<f2', '<f8')\n"
+           "      --corpus-ids FILE   ids of the preceding --corpus-npy, one per line\n"
+           "                          (default: its row numbers 0, 1, ...)\n"
+           "      --queries-npy X.npy queries from a .npy array instead of an emb stream\n"
+           "      --queries-ids FILE  ids of --queries-npy, one per line (default: row numbers)\n"
+           "Search:\n"
+           "  -k, --k N               hits per query (default %d; a smaller corpus is ranked whole)\n"
+           "      --doc-agg MODE      none (default) or max: score a document by its best chunk\n"
+           "                          (MaxP) and rank documents; the document id is the corpus\n"
+           "                          id up to the last --doc-id-sep\n"
+           "      --doc-id-sep STR    separator between document id and chunk number (default \"%s\")\n"
+           "  -t, --threads N         worker threads (default: all processors, or $OMP_NUM_THREADS)\n"
+           "      --device DEV        cpu (default); cuda needs a CUDA build\n"
+           "Output:\n"
+           "      --tag NAME          run tag, the last TREC column (default %s)\n"
+           "  -s, --stream            write a run stream instead of TREC text\n"
+           "  -o, --output FILE       write FILE (atomically, via FILE.part) instead of standard output\n"
+           "  -f, --force             write a stream even when standard output is a terminal\n"
+           "  -q, --quiet             no parameter, progress or timing lines on standard error\n"
+           "  -h, --help              show this help and exit\n"
+           "  -V, --version           show the version and exit\n"
+           "\n"
+           "Ties rank by corpus order (file order, then record order). Scores print with %%.9g,\n"
+           "so they read back as the same float32 values.\n"
+           "Exit status: 0 success, 1 bad data or I/O error, 2 usage error.\n"
+           "Example:\n"
+           "  rv-search --corpus corpus.emb -k 10 < queries.emb > run.trec\n",
+           DEFAULT_K, DEFAULT_DOC_SEP, DEFAULT_TAG);
+    exit(RV_EXIT_OK);
+}
+
+/* --------------------------------------------------------------- options */
+
+typedef enum { SOURCE_STREAM, SOURCE_NPY } source_kind;
+
+typedef struct {
+    source_kind kind;
+    const char *path;      /* stream or .npy */
+    const char *ids;       /* id list of an .npy (NULL: row numbers) */
+} source;
+
+typedef enum { MODE_DENSE } search_mode;
+typedef enum { AGG_NONE, AGG_MAX } doc_agg;
+
+typedef struct {
+    search_mode mode;
+    source corpus[MAX_SOURCES];
+    int n_corpus;
+    source queries;
+    uint32_t k;
+    int threads;            /* 0: OpenMP default */
+    const char *tag;
+    const char *output;
+    int stream, force, quiet;
+    doc_agg agg;
+    const char *doc_sep;
+} search_opts;
+
+enum {
+    OPT_CORPUS_NPY = 256, OPT_CORPUS_IDS, OPT_QUERIES_NPY, OPT_QUERIES_IDS, OPT_TAG, OPT_DEVICE,
+    OPT_DOC_AGG, OPT_DOC_SEP
+};
+
+static int is_stdin(const char *path) { return strcmp(path, "-") == 0; }
+
+static void parse_args(int argc, char **argv, search_opts *o)
+{
+    static const struct option opts[] = {
+        {"corpus", required_argument, 0, 'c'},
+        {"corpus-npy", required_argument, 0, OPT_CORPUS_NPY},
+        {"corpus-ids", required_argument, 0, OPT_CORPUS_IDS},
+        {"queries-npy", required_argument, 0, OPT_QUERIES_NPY},
+        {"queries-ids", required_argument, 0, OPT_QUERIES_IDS},
+        {"k", required_argument, 0, 'k'},
+        {"threads", required_argument, 0, 't'},
+        {"tag", required_argument, 0, OPT_TAG},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"doc-agg", required_argument, 0, OPT_DOC_AGG},
+        {"doc-id-sep", required_argument, 0, OPT_DOC_SEP},
+        {"stream", no_argument, 0, 's'},
+        {"output", required_argument, 0, 'o'},
+        {"force", no_argument, 0, 'f'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->mode = MODE_DENSE;
+    o->k = DEFAULT_K;
+    o->tag = DEFAULT_TAG;
+    o->doc_sep = DEFAULT_DOC_SEP;
+    o->agg = AGG_NONE;
+    const char *queries_npy = NULL, *queries_ids = NULL, *device = "cpu";
+    int c, last_was_npy = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:k:t:so:fqhV", opts, NULL)) != -1) {
+        int npy_now = 0;
+        switch (c) {
+        case 'c':
+        case OPT_CORPUS_NPY:
+            if (o->n_corpus == MAX_SOURCES)
+                rv_die_usage("too many corpus shards (at most %d)", MAX_SOURCES);
+            o->corpus[o->n_corpus++] = (source){c == 'c' ? SOURCE_STREAM : SOURCE_NPY, optarg, NULL};
+            npy_now = c == OPT_CORPUS_NPY;
+            break;
+        case OPT_CORPUS_IDS:
+            if (!last_was_npy)
+                rv_die_usage("--corpus-ids must follow the --corpus-npy it names the rows of");
+            o->corpus[o->n_corpus - 1].ids = optarg;
+            break;
+        case OPT_QUERIES_NPY:
+            if (queries_npy)
+                rv_die_usage("--queries-npy given twice");
+            queries_npy = optarg;
+            break;
+        case OPT_QUERIES_IDS:
+            if (queries_ids)
+                rv_die_usage("--queries-ids given twice");
+            queries_ids = optarg;
+            break;
+        case 'k': {
+            unsigned long long k = rv_parse_uint("--k", optarg, UINT32_MAX);
+            if (k == 0)
+                rv_die_usage("--k: expected at least 1, found 0");
+            o->k = (uint32_t)k;
+            break;
+        }
+        case 't': {
+            unsigned long long t = rv_parse_uint("--threads", optarg, 4096);
+            if (t == 0)
+                rv_die_usage("--threads: expected at least 1, found 0");
+            o->threads = (int)t;
+            break;
+        }
+        case OPT_TAG:
+            o->tag = optarg;
+            break;
+        case OPT_DEVICE:
+            device = optarg;
+            break;
+        case OPT_DOC_AGG:
+            if (strcmp(optarg, "none") == 0)
+                o->agg = AGG_NONE;
+            else if (strcmp(optarg, "max") == 0)
+                o->agg = AGG_MAX;
+            else
+                rv_die_usage("--doc-agg: expected none or max, found \"%s\"", optarg);
+            break;
+        case OPT_DOC_SEP:
+            if (!*optarg)
+                rv_die_usage("--doc-id-sep: expected a non-empty separator");
+            o->doc_sep = optarg;
+            break;
+        case 's': o->stream = 1; break;
+        case 'o': o->output = optarg; break;
+        case 'f': o->force = 1; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage();
+        case 'V': rv_print_version();
+        default: rv_die_bad_option(c, argv);
+        }
+        last_was_npy = npy_now;
+    }
+    if (strcmp(device, "cuda") == 0)
+        rv_die("--device cuda: this rv-search was built without CUDA support; use --device cpu");
+    if (strcmp(device, "cpu") != 0)
+        rv_die_usage("--device: expected cpu or cuda, found \"%s\"", device);
+    if (o->n_corpus == 0)
+        rv_die_usage("no corpus: give --corpus EMB or --corpus-npy X.npy");
+    if (!*o->tag || strpbrk(o->tag, " \t\r\n\v\f"))
+        rv_die_usage("--tag: expected a non-empty name without whitespace, found \"%s\"", o->tag);
+    if (queries_ids && !queries_npy)
+        rv_die_usage("--queries-ids needs --queries-npy");
+    if (argc - optind > 1)
+        rv_die_usage("expected at most one QUERIES file, found %d operands", argc - optind);
+    if (queries_npy && argc - optind == 1)
+        rv_die_usage("give the queries either as --queries-npy or as a QUERIES stream, not both");
+    if (queries_npy)
+        o->queries = (source){SOURCE_NPY, queries_npy, queries_ids};
+    else
+        o->queries = (source){SOURCE_STREAM, argc - optind == 1 ? argv[optind] : "-", NULL};
+    int from_stdin = is_stdin(o->queries.path) + (o->queries.ids && is_stdin(o->queries.ids));
+    for (int i = 0; i < o->n_corpus; i++)
+        from_stdin += is_stdin(o->corpus[i].path) + (o->corpus[i].ids && is_stdin(o->corpus[i].ids));
+    if (from_stdin > 1)
+        rv_die_usage("only one input can be standard input (-)");
+}
+
+/* ------------------------------------------------------------- loading */
+
+static const char *shown_name(const char *path) { return is_stdin(path) ? "<stdin>" : path; }
+
+static void load_source(rv_emb_matrix *m, const source *s)
+{
+    FILE *f = rv_open_input(s->path, 1);
+    int rc;
+    if (s->kind == SOURCE_STREAM) {
+        rc = rv_emb_matrix_add_stream(m, f, s->path);
+    } else {
+        FILE *ids = s->ids ? rv_open_input(s->ids, 0) : NULL;
+        rc = rv_emb_matrix_add_npy(m, f, shown_name(s->path), ids, s->ids ? shown_name(s->ids) : NULL);
+        rv_close_input(ids);
+    }
+    if (rc < 0)
+        rv_die_lib();
+    rv_close_input(f);
+}
+
+/* ---------------------------------------------------------- dense mode */
+
+typedef struct {
+    const search_opts *o;
+    const rv_emb_matrix *queries, *corpus;
+    const size_t *group_first_row;   /* MaxP: a row of each group (its id gives the doc id) */
+    FILE *out;
+    rv_stream_writer *writer;
+    rv_buf text;
+    rv_progress progress;
+} run_writer;
+
+static rv_str hit_id(const run_writer *w, uint32_t index)
+{
+    if (w->group_first_row)
+        return rv_doc_id_of(rv_emb_matrix_id(w->corpus, w->group_first_row[index]), w->o->doc_sep);
+    return rv_emb_matrix_id(w->corpus, index);
+}
+
+static int emit_hits(void *ctx, size_t q, const rv_scored *hits, uint32_t n)
+{
+    run_writer *w = ctx;
+    rv_str qid = rv_emb_matrix_id(w->queries, q);
+    rv_buf *b = &w->text;
+    b->len = 0;
+    if (w->writer) {
+        if (rv_run_begin(b, qid.p, qid.len, n) < 0)
+            return -1;
+        for (uint32_t i = 0; i < n; i++) {
+            rv_str id = hit_id(w, hits[i].index);
+            if (rv_run_add(b, id.p, id.len, (double)hits[i].score) < 0)
+                return -1;
+        }
+        if (rv_stream_write(w->writer, b->data, b->len) < 0)
+            return -1;
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            rv_str id = hit_id(w, hits[i].index);
+            if (rv_buf_printf(b, "%.*s Q0 %.*s %u %.9g %s\n", (int)qid.len, qid.p, (int)id.len, id.p, i + 1,
+                              (double)hits[i].score, w->o->tag) < 0)
+                return -1;
+        }
+        if (b->len && fwrite(b->data, 1, b->len, w->out) != b->len)
+            return rv_error_set("%s: write error", w->o->output ? w->o->output : "<stdout>");
+    }
+    rv_progress_update(&w->progress, q + 1);
+    return 0;
+}
+
+static void on_progress(void *ctx, double done)
+{
+    run_writer *w = ctx;
+    rv_progress_update(&w->progress, (uint64_t)done);
+}
+
+/* {"producer":...,"mode":"dense",...}: everything that shaped the run. */
+static void run_metadata(rv_buf *m, const search_opts *o, uint32_t dim)
+{
+    int rc = rv_buf_printf(m, "{\"producer\":\"rv-search %s\",\"mode\":\"dense\",\"metric\":\"inner_product\","
+                              "\"k\":%u,\"tag\":",
+                           RV_VERSION, o->k);
+    rc |= rv_json_put_string(m, o->tag, strlen(o->tag));
+    rc |= rv_buf_printf(m, ",\"dim\":%u,\"corpus\":[", dim);
+    for (int i = 0; i < o->n_corpus; i++) {
+        const char *name = shown_name(o->corpus[i].path);
+        rc |= rv_buf_printf(m, "%s", i ? "," : "");
+        rc |= rv_json_put_string(m, name, strlen(name));
+    }
+    const char *qname = shown_name(o->queries.path);
+    rc |= rv_buf_printf(m, "],\"queries\":");
+    rc |= rv_json_put_string(m, qname, strlen(qname));
+    rc |= rv_buf_printf(m, ",\"doc_agg\":\"%s\"", o->agg == AGG_MAX ? "max" : "none");
+    if (o->agg == AGG_MAX) {
+        rc |= rv_buf_printf(m, ",\"doc_id_sep\":");
+        rc |= rv_json_put_string(m, o->doc_sep, strlen(o->doc_sep));
+    }
+    rc |= rv_buf_append(m, "}", 2);   /* with the NUL the writer expects */
+    if (rc < 0)
+        rv_die_lib();
+}
+
+static void check_doc_ids(const rv_emb_matrix *corpus, const size_t *first_row, uint32_t n_groups, const char *sep)
+{
+    for (uint32_t g = 0; g < n_groups; g++) {
+        rv_str id = rv_emb_matrix_id(corpus, first_row[g]);
+        if (rv_doc_id_of(id, sep).len == 0)
+            rv_die("corpus: row %zu: id \"%.*s\" gives an empty document id (separator \"%s\")", first_row[g],
+                   (int)(id.len > 64 ? 64 : id.len), id.p, sep);
+    }
+}
+
+static int run_dense(const search_opts *o)
+{
+    double t0 = rv_now();
+    rv_emb_matrix corpus, queries;
+    rv_emb_matrix_init(&corpus);
+    rv_emb_matrix_init(&queries);
+    for (int i = 0; i < o->n_corpus; i++)
+        load_source(&corpus, &o->corpus[i]);
+    load_source(&queries, &o->queries);
+    if (queries.rows && corpus.rows && queries.dim != corpus.dim)
+        rv_die("%s: query dimension %u does not match corpus dimension %u of %s", shown_name(o->queries.path),
+               queries.dim, corpus.dim, corpus.dim_source);
+    if (rv_emb_matrix_check_ids(&corpus, "corpus", !o->stream) < 0 ||
+        rv_emb_matrix_check_ids(&queries, "queries", !o->stream) < 0)
+        rv_die_lib();
+
+    rv_dense_params p = {0};
+    p.k = o->k;
+    p.threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    size_t *first_row = NULL;
+    uint32_t *group = NULL;
+    if (o->agg == AGG_MAX) {
+        if (rv_emb_matrix_groups(&corpus, o->doc_sep, &group, &p.n_groups, &first_row) < 0)
+            rv_die_lib();
+        check_doc_ids(&corpus, first_row, p.n_groups, o->doc_sep);
+        p.group_of_row = group;
+    }
+    double t_loaded = rv_now();
+    if (!o->quiet) {
+        rv_warn("%zu queries, %zu corpus vectors (%d file%s), dim %u, %s; k %u, %d thread%s, doc-agg %s; "
+                "loaded in %.2fs",
+                queries.rows, corpus.rows, o->n_corpus, o->n_corpus == 1 ? "" : "s",
+                corpus.rows ? corpus.dim : queries.dim, rv_dtype_name(corpus.dtype), o->k, p.threads,
+                p.threads == 1 ? "" : "s", o->agg == AGG_MAX ? "max" : "none", t_loaded - t0);
+        if (o->agg == AGG_MAX)
+            rv_warn("%u documents (ids up to the last \"%s\")", p.n_groups, o->doc_sep);
+    }
+
+    rv_output out;
+    rv_output_open(&out, o->output, o->stream, o->force);
+    run_writer w = {o, &queries, &corpus, first_row, out.f, NULL, {0}, {0}};
+    if (o->stream) {
+        rv_buf meta = {0};
+        run_metadata(&meta, o, corpus.rows ? corpus.dim : queries.dim);
+        w.writer = rv_stream_writer_open(out.f, o->output, "run", RV_RUN_VERSION, (const char *)meta.data, 0);
+        rv_buf_free(&meta);
+        if (!w.writer)
+            rv_die_lib();
+    }
+    rv_progress_start(&w.progress, "rv-search", "queries", queries.rows, o->quiet);
+    rv_dense_matrix qm = rv_emb_matrix_view(&queries), cm = rv_emb_matrix_view(&corpus);
+    rv_dense_stats stats;
+    if (rv_dense_search(&qm, &cm, &p, emit_hits, on_progress, &w, &stats) < 0)
+        rv_die_lib();
+    if (w.writer && rv_stream_writer_finish(w.writer) < 0)
+        rv_die_lib();
+    rv_progress_finish(&w.progress);
+    if (!o->quiet) {
+        double secs = rv_now() - t_loaded;
+        double gflop = 2.0 * (double)queries.rows * (double)corpus.rows * (double)(corpus.rows ? corpus.dim : 0) * 1e-9;
+        rv_warn("%.1f GFLOP/s (2 x queries x corpus x dim in %.3fs); %llu candidates rescored exactly, "
+                "%llu queries rescanned in full",
+                secs > 0 ? gflop / secs : 0.0, secs, (unsigned long long)stats.rescored,
+                (unsigned long long)stats.full_rescans);
+    }
+    rv_output_commit(&out);
+    rv_stream_writer_free(w.writer);
+    rv_buf_free(&w.text);
+    free(group);
+    free(first_row);
+    rv_emb_matrix_free(&corpus);
+    rv_emb_matrix_free(&queries);
+    return RV_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    rv_cli_init("rv-search");
+    static search_opts o;   /* large (the shard list): not on the stack */
+    parse_args(argc, argv, &o);
+    switch (o.mode) {
+    case MODE_DENSE:
+        return run_dense(&o);
+    }
+    return RV_EXIT_USAGE;
+}
