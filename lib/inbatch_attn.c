@@ -239,13 +239,19 @@ int rv_inbatch_attn_backward(const rv_inbatch_cfg *c, const int *lengths, const 
     if (c->v_norm && !vn)
         return -1;
     int failed = 0;
+    /* dL/dW partial sums per kv head, added in head order after the loop:
+     * the result does not depend on the thread count or schedule */
+    double *dw_heads = calloc((size_t)Hkv * B * B, sizeof *dw_heads);
+    if (!dw_heads) {
+        free(vn);
+        return rv_error_set("inbatch_attn_backward: out of memory");
+    }
     #pragma omp parallel if ((size_t)B * B * H * L * L * hd >= RV_PAR_MIN_WORK)
     {
         float *P = malloc((size_t)L * L * sizeof *P), *dA = malloc((size_t)L * L * sizeof *dA);
         float *Bm = malloc((size_t)L * hd * sizeof *Bm), *db = malloc((size_t)L * hd * sizeof *db);
         float *dn = malloc((size_t)L * sizeof *dn);
-        double *dw_part = calloc((size_t)B * B, sizeof *dw_part);
-        int ok = P && dA && Bm && db && dn && dw_part;
+        int ok = P && dA && Bm && db && dn;
         if (!ok) {
             #pragma omp atomic write
             failed = 1;
@@ -254,6 +260,7 @@ int rv_inbatch_attn_backward(const rv_inbatch_cfg *c, const int *lengths, const 
         for (int g = 0; g < Hkv; g++) {
             if (!ok)
                 continue;
+            double *dw_part = dw_heads + (size_t)g * B * B;
             for (int h = g * rep; h < (g + 1) * rep; h++)
                 for (int i = 0; i < B; i++)
                     for (int j = 0; j < B; j++) {
@@ -316,19 +323,22 @@ int rv_inbatch_attn_backward(const rv_inbatch_cfg *c, const int *lengths, const 
                         }
                     }
         }
-        if (ok && dw) {
-            #pragma omp critical(rv_inbatch_dw)
-            for (int e = 0; e < B * B; e++)
-                if (!(c->skip_zero_weights && w[e] == 0.0f))
-                    dw[e] += (float)dw_part[e];
-        }
         free(P);
         free(dA);
         free(Bm);
         free(db);
         free(dn);
-        free(dw_part);
     }
+    if (!failed && dw)
+        for (int e = 0; e < B * B; e++) {
+            if (c->skip_zero_weights && w[e] == 0.0f)
+                continue;
+            double sum = 0;
+            for (int g = 0; g < Hkv; g++)
+                sum += dw_heads[(size_t)g * B * B + e];
+            dw[e] += (float)sum;
+        }
+    free(dw_heads);
     free(vn);
     if (failed)
         return rv_error_set("inbatch_attn_backward: out of memory for %dx%d score tiles", L, L);

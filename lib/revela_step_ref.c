@@ -56,6 +56,7 @@ static void alloc_list_free(alloc_list *al)
 /* ---------------------------------------------------------------- activations */
 typedef struct {
     float *x_in, *u, *rstd1, *xa[RV_N_PROJ];
+    float *keep[RV_N_PROJ], *x_lora[RV_N_PROJ];   /* LoRA dropout mask and masked input (NULL: none) */
     float *q, *k, *v, *attn, *lse;   /* q, k post-RoPE; attn = self-attention output */
     float *ib_lse, *ib_den;          /* in-batch statistics (pass B) */
     float *o_in;                     /* attn + in-batch C: the o_proj input */
@@ -67,6 +68,8 @@ typedef struct {
     int B, L;
     size_t n;                        /* B * L rows */
     const int *lengths;
+    float dropout;                   /* LoRA dropout probability */
+    uint64_t dropout_seed, dropout_base;   /* mask stream = dropout_base + layer * 8 + projection */
     layer_acts *layers;
     float *x_final, *h, *rstd_f;     /* last residual, final-normed output, its rstd */
     alloc_list mem;
@@ -107,9 +110,21 @@ static int check_decoder(const rv_step_decoder *m, const char *who, int need_hea
     return 0;
 }
 
-static int alloc_pass(pass_acts *a, const rv_step_decoder *m, int B, int L, const int *lengths, int in_batch)
+/* Dropout of pass `pass` (0 P, 1 Q, 2 A, 3 B) of micro-batch opts->dropout_micro. */
+static void set_dropout(pass_acts *a, const rv_step_dropout *d, int pass)
+{
+    if (!d || !(d->p > 0))
+        return;
+    a->dropout = d->p;
+    a->dropout_seed = d->seed;
+    a->dropout_base = ((d->micro << 2) | (uint64_t)pass) << 24;
+}
+
+static int alloc_pass(pass_acts *a, const rv_step_decoder *m, int B, int L, const int *lengths, int in_batch,
+                      const rv_step_dropout *o, int pass)
 {
     memset(a, 0, sizeof *a);
+    set_dropout(a, o, pass);
     a->m = m;
     a->B = B;
     a->L = L;
@@ -126,8 +141,13 @@ static int alloc_pass(pass_acts *a, const rv_step_decoder *m, int B, int L, cons
         la->x_in = take(al, n * D);
         la->u = take(al, n * D);
         la->rstd1 = take(al, n);
-        for (int p = 0; p < RV_N_PROJ; p++)
+        for (int p = 0; p < RV_N_PROJ; p++) {
             la->xa[p] = take(al, n * (size_t)(m->layers[l].proj[p].rank > 0 ? m->layers[l].proj[p].rank : 1));
+            if (a->dropout > 0 && m->layers[l].proj[p].rank > 0) {
+                la->keep[p] = take(al, n * (size_t)m->layers[l].proj[p].in);
+                la->x_lora[p] = take(al, n * (size_t)m->layers[l].proj[p].in);
+            }
+        }
         la->q = take(al, n * QW);
         la->k = take(al, n * KW);
         la->v = take(al, n * KW);
@@ -161,6 +181,23 @@ static void free_pass(pass_acts *a)
 }
 
 /* ---------------------------------------------------------------- forward */
+/* The adapter input of projection p: x itself, or x ⊙ keep under dropout. */
+static const float *lora_in(const pass_acts *a, const layer_acts *la, int l, int p, const float *x)
+{
+    if (!la->keep[p])
+        return x;
+    const size_t count = a->n * (size_t)a->m->layers[l].proj[p].in;
+    rv_dropout_keep_mask(count, a->dropout, a->dropout_seed, a->dropout_base + (uint64_t)l * 8 + (uint64_t)p,
+                         la->keep[p]);
+    rv_mul(count, x, la->keep[p], la->x_lora[p]);
+    return la->x_lora[p];
+}
+
+static int proj_forward(const pass_acts *a, const layer_acts *la, int l, int p, const float *x, float *y)
+{
+    return rv_lora_linear_forward(&a->m->layers[l].proj[p], a->n, x, lora_in(a, la, l, p, x), la->xa[p], y);
+}
+
 static int layer_forward(pass_acts *a, int l, const rv_rope_table *rope, float *x, float *scratch_d,
                          float *scratch_q, const inbatch_link *ib)
 {
@@ -168,14 +205,12 @@ static int layer_forward(pass_acts *a, int l, const rv_rope_table *rope, float *
     const rv_step_layer *w = &m->layers[l];
     layer_acts *la = &a->layers[l];
     const size_t n = a->n, D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
-    const rv_lora_linear *P = w->proj;
     rv_attn_shape shape = {a->B, a->L, m->n_heads, m->n_kv_heads, m->head_dim};
 
     memcpy(la->x_in, x, n * D * sizeof *x);
     rv_rmsnorm_forward(n, m->hidden, x, w->input_norm, m->norm_eps, la->u, la->rstd1);
-    if (rv_lora_linear_forward(&P[RV_PROJ_Q], n, la->u, la->u, la->xa[RV_PROJ_Q], la->q) != 0 ||
-        rv_lora_linear_forward(&P[RV_PROJ_K], n, la->u, la->u, la->xa[RV_PROJ_K], la->k) != 0 ||
-        rv_lora_linear_forward(&P[RV_PROJ_V], n, la->u, la->u, la->xa[RV_PROJ_V], la->v) != 0)
+    if (proj_forward(a, la, l, RV_PROJ_Q, la->u, la->q) != 0 || proj_forward(a, la, l, RV_PROJ_K, la->u, la->k) != 0 ||
+        proj_forward(a, la, l, RV_PROJ_V, la->u, la->v) != 0)
         return -1;
     rv_rope_forward(rope, n, a->L, m->n_heads, m->head_dim, la->q);
     rv_rope_forward(rope, n, a->L, m->n_kv_heads, m->head_dim, la->k);
@@ -190,17 +225,17 @@ static int layer_forward(pass_acts *a, int l, const rv_rope_table *rope, float *
         for (size_t i = 0; i < n * QW; i++)
             la->o_in[i] += scratch_q[i];
     }
-    if (rv_lora_linear_forward(&P[RV_PROJ_O], n, la->o_in, la->o_in, la->xa[RV_PROJ_O], scratch_d) != 0)
+    if (proj_forward(a, la, l, RV_PROJ_O, la->o_in, scratch_d) != 0)
         return -1;
     for (size_t i = 0; i < n * D; i++)
         x[i] += scratch_d[i];
     memcpy(la->x_mid, x, n * D * sizeof *x);
     rv_rmsnorm_forward(n, m->hidden, x, w->post_norm, m->norm_eps, la->u2, la->rstd2);
-    if (rv_lora_linear_forward(&P[RV_PROJ_GATE], n, la->u2, la->u2, la->xa[RV_PROJ_GATE], la->gate) != 0 ||
-        rv_lora_linear_forward(&P[RV_PROJ_UP], n, la->u2, la->u2, la->xa[RV_PROJ_UP], la->up) != 0)
+    if (proj_forward(a, la, l, RV_PROJ_GATE, la->u2, la->gate) != 0 ||
+        proj_forward(a, la, l, RV_PROJ_UP, la->u2, la->up) != 0)
         return -1;
     rv_swiglu_forward(n * (size_t)m->ffn, la->gate, la->up, la->hmid);
-    if (rv_lora_linear_forward(&P[RV_PROJ_DOWN], n, la->hmid, la->hmid, la->xa[RV_PROJ_DOWN], scratch_d) != 0)
+    if (proj_forward(a, la, l, RV_PROJ_DOWN, la->hmid, scratch_d) != 0)
         return -1;
     for (size_t i = 0; i < n * D; i++)
         x[i] += scratch_d[i];
@@ -233,10 +268,12 @@ done:
 }
 
 /* ---------------------------------------------------------------- backward */
-static int lora_back(const rv_lora_linear *p, size_t n, const float *x, const float *xa, const float *dy, float *dx,
-                     rv_step_layer_grads *g, int which)
+/* x: the projection's input; under dropout the saved masked input and mask are used. */
+static int lora_back(const layer_acts *la, const rv_lora_linear *p, size_t n, const float *x, const float *xa,
+                     const float *dy, float *dx, rv_step_layer_grads *g, int which)
 {
-    return rv_lora_linear_backward(p, n, x, NULL, xa, dy, dx, g->lora_a[which], g->lora_b[which]);
+    return rv_lora_linear_backward(p, n, la->keep[which] ? la->x_lora[which] : x, la->keep[which], xa, dy, dx,
+                                   g->lora_a[which], g->lora_b[which]);
 }
 
 /* dx: gradient w.r.t. the layer output on entry, w.r.t. its input on exit.
@@ -259,15 +296,15 @@ static int layer_backward(pass_acts *a, int l, const rv_rope_table *rope, float 
     if (tmp->failed)
         return rv_error_set("revela step: out of memory for a backward pass");
     /* MLP: x_out = x_mid + down(silu(gate(u2)) * up(u2)), u2 = norm(x_mid) */
-    if (lora_back(&P[RV_PROJ_DOWN], n, la->hmid, la->xa[RV_PROJ_DOWN], dx, dh, g, RV_PROJ_DOWN) != 0)
+    if (lora_back(la, &P[RV_PROJ_DOWN], n, la->hmid, la->xa[RV_PROJ_DOWN], dx, dh, g, RV_PROJ_DOWN) != 0)
         return -1;
     rv_swiglu_backward(n * F, la->gate, la->up, dh, dgate, dup);
-    if (lora_back(&P[RV_PROJ_GATE], n, la->u2, la->xa[RV_PROJ_GATE], dgate, du, g, RV_PROJ_GATE) != 0 ||
-        lora_back(&P[RV_PROJ_UP], n, la->u2, la->xa[RV_PROJ_UP], dup, du, g, RV_PROJ_UP) != 0)
+    if (lora_back(la, &P[RV_PROJ_GATE], n, la->u2, la->xa[RV_PROJ_GATE], dgate, du, g, RV_PROJ_GATE) != 0 ||
+        lora_back(la, &P[RV_PROJ_UP], n, la->u2, la->xa[RV_PROJ_UP], dup, du, g, RV_PROJ_UP) != 0)
         return -1;
     rv_rmsnorm_backward(n, m->hidden, la->x_mid, w->post_norm, la->rstd2, du, dx, NULL);
     /* attention: x_mid = x_in + o_proj(S_self + C) */
-    if (lora_back(&P[RV_PROJ_O], n, la->o_in, la->xa[RV_PROJ_O], dx, do_in, g, RV_PROJ_O) != 0)
+    if (lora_back(la, &P[RV_PROJ_O], n, la->o_in, la->xa[RV_PROJ_O], dx, do_in, g, RV_PROJ_O) != 0)
         return -1;
     if (ib) {
         const layer_acts *pa = &ib->pass_a->layers[l];
@@ -280,9 +317,9 @@ static int layer_backward(pass_acts *a, int l, const rv_rope_table *rope, float 
     rv_rope_backward(rope, n, a->L, m->n_heads, m->head_dim, dq);
     rv_rope_backward(rope, n, a->L, m->n_kv_heads, m->head_dim, dk);
     memset(du, 0, n * D * sizeof *du);
-    if (lora_back(&P[RV_PROJ_Q], n, la->u, la->xa[RV_PROJ_Q], dq, du, g, RV_PROJ_Q) != 0 ||
-        lora_back(&P[RV_PROJ_K], n, la->u, la->xa[RV_PROJ_K], dk, du, g, RV_PROJ_K) != 0 ||
-        lora_back(&P[RV_PROJ_V], n, la->u, la->xa[RV_PROJ_V], dv, du, g, RV_PROJ_V) != 0)
+    if (lora_back(la, &P[RV_PROJ_Q], n, la->u, la->xa[RV_PROJ_Q], dq, du, g, RV_PROJ_Q) != 0 ||
+        lora_back(la, &P[RV_PROJ_K], n, la->u, la->xa[RV_PROJ_K], dk, du, g, RV_PROJ_K) != 0 ||
+        lora_back(la, &P[RV_PROJ_V], n, la->u, la->xa[RV_PROJ_V], dv, du, g, RV_PROJ_V) != 0)
         return -1;
     rv_rmsnorm_backward(n, m->hidden, la->x_in, w->input_norm, la->rstd1, du, dx, NULL);
     return 0;
@@ -340,6 +377,16 @@ int rv_revela_step_ref(const rv_step_decoder *retriever, const rv_step_decoder *
                        const rv_step_opts *opts, rv_step_layer_grads *retriever_grads, rv_step_layer_grads *lm_grads,
                        rv_step_result *result)
 {
+    return rv_revela_step_ref_dropout(retriever, lm, batch, opts, NULL, retriever_grads, lm_grads, result);
+}
+
+int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_decoder *lm,
+                               const rv_step_batch *batch, const rv_step_opts *opts, const rv_step_dropout *dropout,
+                               rv_step_layer_grads *retriever_grads, rv_step_layer_grads *lm_grads,
+                               rv_step_result *result)
+{
+    if (dropout && !(dropout->p >= 0 && dropout->p < 1))
+        return rv_error_set("revela step: LoRA dropout must be in [0, 1), found %g", (double)dropout->p);
     const int B = batch->batch, L = batch->seq_len;
     if (check_decoder(retriever, "retriever", 0) != 0 || check_decoder(lm, "lm", 1) != 0 ||
         check_grads(retriever, retriever_grads, "retriever") != 0 || check_grads(lm, lm_grads, "lm") != 0)
@@ -384,7 +431,8 @@ int rv_revela_step_ref(const rv_step_decoder *retriever, const rv_step_decoder *
         goto done;
 
     /* 1. retriever on both views, EOS pooling, L2 norm */
-    if (alloc_pass(&pp, retriever, B, L, batch->p_len, 0) != 0 || alloc_pass(&pq, retriever, B, L, batch->q_len, 0) != 0)
+    if (alloc_pass(&pp, retriever, B, L, batch->p_len, 0, dropout, 0) != 0 ||
+        alloc_pass(&pq, retriever, B, L, batch->q_len, 0, dropout, 1) != 0)
         goto done;
     if (pass_forward(&pp, batch->p_ids, &rope_r, NULL) != 0 || pass_forward(&pq, batch->q_ids, &rope_r, NULL) != 0)
         goto done;
@@ -395,7 +443,8 @@ int rv_revela_step_ref(const rv_step_decoder *retriever, const rv_step_decoder *
         goto done;
     /* 3. LM pass A (K/V cache), 4. pass B with in-batch attention */
     ib = (inbatch_link){&ib_cfg, W, &pa, dk_a, dv_a, dW};
-    if (alloc_pass(&pa, lm, B, L, batch->x_len, 0) != 0 || alloc_pass(&pb, lm, B, L, batch->x_len, 1) != 0)
+    if (alloc_pass(&pa, lm, B, L, batch->x_len, 0, dropout, 2) != 0 ||
+        alloc_pass(&pb, lm, B, L, batch->x_len, 1, dropout, 3) != 0)
         goto done;
     if (pass_forward(&pa, batch->x_ids, &rope_l, NULL) != 0 || pass_forward(&pb, batch->x_ids, &rope_l, &ib) != 0)
         goto done;

@@ -14,7 +14,9 @@
  * and accumulates the gradients of every LoRA A and B of both networks
  * (through W for the retriever; through pass B and, via the cached K/V,
  * pass A for the LM). Base weights, norms, embeddings and the LM head are
- * frozen. LoRA dropout is not applied here (p = 0). */
+ * frozen. LoRA dropout (rv_step_opts.lora_dropout > 0) draws an independent
+ * mask for every pass, layer and projection from (dropout_seed, micro-batch,
+ * pass, layer, projection) with rv_dropout_keep_mask. */
 #ifndef RV_REVELA_STEP_REF_H
 #define RV_REVELA_STEP_REF_H
 
@@ -67,6 +69,14 @@ typedef struct {
     int skip_zero_weights;         /* skip pairs with W_ij == 0 exactly (see inbatch_attn.h) */
 } rv_step_opts;
 
+/* LoRA dropout on every adapter's input. The masks are a function of
+ * (seed, micro, pass P/Q/A/B, layer, projection): give each micro-batch its
+ * own micro. */
+typedef struct {
+    float p;                       /* probability of zeroing (0: none) */
+    uint64_t seed, micro;
+} rv_step_dropout;
+
 /* Outputs besides the gradients; every pointer may be NULL. */
 typedef struct {
     double loss;                   /* token-mean cross-entropy */
@@ -81,5 +91,12 @@ typedef struct {
 int rv_revela_step_ref(const rv_step_decoder *retriever, const rv_step_decoder *lm, const rv_step_batch *batch,
                        const rv_step_opts *opts, rv_step_layer_grads *retriever_grads, rv_step_layer_grads *lm_grads,
                        rv_step_result *result);
+
+/* The same step with LoRA dropout (dropout NULL or p == 0: identical to
+ * rv_revela_step_ref). */
+int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_decoder *lm,
+                               const rv_step_batch *batch, const rv_step_opts *opts, const rv_step_dropout *dropout,
+                               rv_step_layer_grads *retriever_grads, rv_step_layer_grads *lm_grads,
+                               rv_step_result *result);
 
 #endif

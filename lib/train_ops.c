@@ -437,9 +437,15 @@ int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *hea
         if (targets[r] >= 0)
             rows[n_valid++] = r;
     size_t n_blocks = (n_valid + CE_BLOCK - 1) / CE_BLOCK;
-    double loss = 0;
+    /* per-block sums added in block order: the loss does not depend on the
+     * thread count or schedule */
+    double *block_loss = calloc(n_blocks ? n_blocks : 1, sizeof *block_loss);
+    if (!block_loss) {
+        free(rows);
+        return rv_error_set("lm_head_ce: out of memory");
+    }
     int failed = 0;
-    #pragma omp parallel reduction(+ : loss) if (n_valid * (size_t)vocab * dim >= RV_PAR_MIN_WORK)
+    #pragma omp parallel if (n_valid * (size_t)vocab * dim >= RV_PAR_MIN_WORK)
     {
         float *logits = malloc((size_t)CE_BLOCK * vocab * sizeof *logits);
         float *xb = malloc((size_t)CE_BLOCK * dim * sizeof *xb);
@@ -467,7 +473,7 @@ int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *hea
                 for (int c = 0; c < vocab; c++)
                     sum += exp((double)z[c] - m);
                 double lse = m + log(sum);
-                loss += lse - z[tgt];
+                block_loss[blk] += lse - z[tgt];
                 if (dx) {   /* the logits row becomes its gradient */
                     for (int c = 0; c < vocab; c++)
                         z[c] = (float)(exp((double)z[c] - lse) * grad_scale);
@@ -488,6 +494,10 @@ int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *hea
         free(dxb);
     }
     free(rows);
+    double loss = 0;
+    for (size_t blk = 0; blk < n_blocks; blk++)
+        loss += block_loss[blk];
+    free(block_loss);
     if (failed)
         return rv_error_set("lm_head_ce: out of memory for a %dx%d logits block", CE_BLOCK, vocab);
     *loss_sum = loss;

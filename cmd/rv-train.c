@@ -1,0 +1,483 @@
+/* rv-train — Revela training on the CPU: LoRA adapters for a retriever and
+ * a language model learned jointly from groups of chunks (in-batch
+ * attention weighted by retriever similarities). Wiring only: the step is
+ * lib/revela_step_ref.c, the model and adapters lib/train_model.c, the data
+ * lib/train_data.c, checkpoints lib/checkpoint.c, PEFT output
+ * lib/peft_write.c. */
+#include "cli.h"
+#include "adamw.h"
+#include "buf.h"
+#include "checkpoint.h"
+#include "error.h"
+#include "json.h"
+#include "lr_schedule.h"
+#include "model.h"
+#include "ops.h"
+#include "peft_write.h"
+#include "progress.h"
+#include "revela_step_ref.h"
+#include "tokenizer.h"
+#include "train_data.h"
+#include "train_model.h"
+#include "version.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+_Noreturn static void usage(void)
+{
+    printf("Usage: rv-train --model PATH --out DIR (--groups FILE | --from-jsonl FILE) [OPTION]...\n"
+           "Train LoRA adapters of a retriever and a language model by the Revela method (CPU).\n"
+           "\n"
+           "  -m, --model PATH          retriever base model (Hugging Face directory or .gguf)\n"
+           "      --lm PATH             language model (default: the --model checkpoint)\n"
+           "      --tokenizer PATH      retriever tokenizer (default: --model)\n"
+           "      --lm-tokenizer PATH   LM tokenizer (default: --lm)\n"
+           "  -o, --out DIR             output: retriever/, lm/ (PEFT adapters), checkpoint/, log.jsonl\n"
+           "  -g, --groups FILE         group stream from rv-bm25group (- for standard input)\n"
+           "      --from-jsonl FILE     Revela batch file: a JSON list of chunk texts per line\n"
+           "      --lora-rank N         LoRA rank r (default 256)\n"
+           "      --lora-alpha X        LoRA alpha; scale alpha/r (default 64)\n"
+           "      --lora-dropout P      dropout on the LoRA branch inputs (default 0.1)\n"
+           "      --lora-targets LIST   projections (default q,k,v,o,gate,up,down)\n"
+           "      --tau X               similarity temperature (default 1e-4)\n"
+           "      --no-v-norm           do not V-normalise in-batch attention values\n"
+           "      --first-half on|off   query view = first half of \"query: \"+chunk (default on)\n"
+           "      --sim-precision P     fp32 or bf16 (the reference's bf16 W) (default fp32)\n"
+           "      --max-len N           tokens per view, EOS included (default 157)\n"
+           "      --lr X                peak learning rate (default 1e-4)\n"
+           "      --warmup N            warm-up steps (default 100)\n"
+           "      --warmup-shape S      log or linear (default log)\n"
+           "      --weight-decay X      AdamW weight decay (default 0)\n"
+           "      --grad-accum N        micro-batches (groups) per optimizer step (default 8)\n"
+           "      --max-steps N         optimizer steps (default: epochs x groups / grad-accum)\n"
+           "      --epochs N            passes over the groups when --max-steps is not given (default 1)\n"
+           "      --stop-after N        stop once N steps are done, schedule unchanged (resume later)\n"
+           "      --seed N              adapter init, shuffling (default 42)\n"
+           "      --save-every N        checkpoint every N steps (default 500; 0: only at the end)\n"
+           "      --resume              continue from DIR/checkpoint\n"
+           "      --freeze-lm           train only the retriever adapters\n"
+           "  -t, --threads N           BLAS/OpenMP threads (default: all)\n"
+           "  -q, --quiet               no progress lines\n"
+           "  -h, --help                show this help and exit\n"
+           "  -V, --version             show the version and exit\n"
+           "\n"
+           "Exit status: 0 success, 1 bad data or I/O error, 2 usage error.\n"
+           "Example:\n"
+           "  rv-train --model smollm2.gguf --groups groups.rvs --out run1 --lora-rank 8 --max-steps 10\n");
+    exit(RV_EXIT_OK);
+}
+
+enum {
+    OPT_LM = 256, OPT_TOK, OPT_LMTOK, OPT_JSONL, OPT_RANK, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_TAU,
+    OPT_NO_VNORM, OPT_FIRST_HALF, OPT_SIM, OPT_MAXLEN, OPT_LR, OPT_WARMUP, OPT_WSHAPE, OPT_WD, OPT_ACCUM,
+    OPT_MAXSTEPS, OPT_EPOCHS, OPT_STOP, OPT_SEED, OPT_SAVE, OPT_RESUME, OPT_FREEZE
+};
+
+typedef struct {
+    const char *model, *lm, *tok, *lm_tok, *out, *groups, *jsonl, *targets;
+    long rank, warmup, grad_accum, max_steps, epochs, stop_after, save_every;
+    double alpha, dropout, tau, lr, weight_decay;
+    int v_norm, first_half, resume, freeze_lm, threads, quiet;
+    rv_sim_numerics sim;
+    rv_warmup_type warmup_shape;
+    size_t max_len;
+    uint64_t seed;
+} train_opts;
+
+static void put_str(rv_buf *b, const char *key, const char *v)
+{
+    rv_buf_printf(b, ",\"%s\":", key);
+    if (v)
+        rv_json_put_string(b, v, strlen(v));
+    else
+        rv_buf_printf(b, "null");
+}
+
+/* Every effective hyper-parameter as one JSON object (stop-after and
+ * threads excluded: they do not change the result). */
+static char *hparams_json(const train_opts *o, long total_steps, size_t n_groups)
+{
+    rv_buf b = {0};
+    rv_buf_printf(&b, "{\"producer\":\"rv-train %s\"", RV_VERSION);
+    put_str(&b, "model", o->model);
+    put_str(&b, "lm", o->lm);
+    put_str(&b, "tokenizer", o->tok);
+    put_str(&b, "lm_tokenizer", o->lm_tok);
+    put_str(&b, "data", o->groups ? o->groups : o->jsonl);
+    put_str(&b, "lora_targets", o->targets);
+    rv_buf_printf(&b, ",\"n_groups\":%zu,\"lora_rank\":%ld,\"lora_alpha\":%.17g,\"lora_dropout\":%.17g,"
+                      "\"tau\":%.17g,\"v_norm\":%s,\"v_norm_eps\":1e-06,"
+                      "\"first_half\":%s,\"sim_precision\":\"%s\",\"skip_zero_weights\":true,\"max_len\":%zu,"
+                      "\"lr\":%.17g,\"min_lr\":0,\"warmup\":%ld,\"warmup_shape\":\"%s\",\"weight_decay\":%.17g,"
+                      "\"adam_betas\":[0.9,0.999],\"adam_eps\":1e-08,\"clip_norm\":1.0,\"grad_accum\":%ld,"
+                      "\"total_steps\":%ld,\"epochs\":%ld,\"seed\":%" PRIu64 ",\"save_every\":%ld,"
+                      "\"freeze_lm\":%s}",
+                  n_groups, o->rank, o->alpha, o->dropout, o->tau, o->v_norm ? "true" : "false",
+                  o->first_half ? "true" : "false", o->sim == RV_SIM_BF16 ? "bf16" : "fp32", o->max_len, o->lr,
+                  o->warmup, o->warmup_shape == RV_WARMUP_LOG ? "log" : "linear", o->weight_decay, o->grad_accum,
+                  total_steps, o->epochs, o->seed, o->save_every, o->freeze_lm ? "true" : "false");
+    if (!b.data)
+        rv_die("out of memory");
+    return (char *)b.data;
+}
+
+static void parse_args(int argc, char **argv, train_opts *o)
+{
+    *o = (train_opts){.targets = "q,k,v,o,gate,up,down", .rank = 256, .warmup = 100, .grad_accum = 8,
+                      .max_steps = -1, .epochs = 1, .stop_after = -1, .save_every = 500, .alpha = 64,
+                      .dropout = 0.1, .tau = 1e-4, .lr = 1e-4, .v_norm = 1, .first_half = 1, .sim = RV_SIM_FP32,
+                      .warmup_shape = RV_WARMUP_LOG, .max_len = 157, .seed = 42};
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'}, {"lm", required_argument, 0, OPT_LM},
+        {"tokenizer", required_argument, 0, OPT_TOK}, {"lm-tokenizer", required_argument, 0, OPT_LMTOK},
+        {"out", required_argument, 0, 'o'}, {"groups", required_argument, 0, 'g'},
+        {"from-jsonl", required_argument, 0, OPT_JSONL}, {"lora-rank", required_argument, 0, OPT_RANK},
+        {"lora-alpha", required_argument, 0, OPT_ALPHA}, {"lora-dropout", required_argument, 0, OPT_DROPOUT},
+        {"lora-targets", required_argument, 0, OPT_TARGETS}, {"tau", required_argument, 0, OPT_TAU},
+        {"no-v-norm", no_argument, 0, OPT_NO_VNORM}, {"first-half", required_argument, 0, OPT_FIRST_HALF},
+        {"sim-precision", required_argument, 0, OPT_SIM}, {"max-len", required_argument, 0, OPT_MAXLEN},
+        {"lr", required_argument, 0, OPT_LR}, {"warmup", required_argument, 0, OPT_WARMUP},
+        {"warmup-shape", required_argument, 0, OPT_WSHAPE}, {"weight-decay", required_argument, 0, OPT_WD},
+        {"grad-accum", required_argument, 0, OPT_ACCUM}, {"max-steps", required_argument, 0, OPT_MAXSTEPS},
+        {"epochs", required_argument, 0, OPT_EPOCHS}, {"stop-after", required_argument, 0, OPT_STOP},
+        {"seed", required_argument, 0, OPT_SEED}, {"save-every", required_argument, 0, OPT_SAVE},
+        {"resume", no_argument, 0, OPT_RESUME}, {"freeze-lm", no_argument, 0, OPT_FREEZE},
+        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:o:g:t:qhV", longs, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case OPT_LM: o->lm = optarg; break;
+        case OPT_TOK: o->tok = optarg; break;
+        case OPT_LMTOK: o->lm_tok = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'g': o->groups = optarg; break;
+        case OPT_JSONL: o->jsonl = optarg; break;
+        case OPT_RANK: o->rank = (long)rv_parse_uint("--lora-rank", optarg, 65536); break;
+        case OPT_ALPHA: o->alpha = rv_parse_double("--lora-alpha", optarg); break;
+        case OPT_DROPOUT: o->dropout = rv_parse_double("--lora-dropout", optarg); break;
+        case OPT_TARGETS: o->targets = optarg; break;
+        case OPT_TAU: o->tau = rv_parse_double("--tau", optarg); break;
+        case OPT_NO_VNORM: o->v_norm = 0; break;
+        case OPT_FIRST_HALF:
+            if (strcmp(optarg, "on") == 0) o->first_half = 1;
+            else if (strcmp(optarg, "off") == 0) o->first_half = 0;
+            else rv_die_usage("--first-half: expected on or off, found \"%s\"", optarg);
+            break;
+        case OPT_SIM:
+            if (strcmp(optarg, "fp32") == 0) o->sim = RV_SIM_FP32;
+            else if (strcmp(optarg, "bf16") == 0) o->sim = RV_SIM_BF16;
+            else rv_die_usage("--sim-precision: expected fp32 or bf16, found \"%s\"", optarg);
+            break;
+        case OPT_MAXLEN: o->max_len = (size_t)rv_parse_uint("--max-len", optarg, 1u << 20); break;
+        case OPT_LR: o->lr = rv_parse_double("--lr", optarg); break;
+        case OPT_WARMUP: o->warmup = (long)rv_parse_uint("--warmup", optarg, 1ull << 40); break;
+        case OPT_WSHAPE:
+            if (strcmp(optarg, "log") == 0) o->warmup_shape = RV_WARMUP_LOG;
+            else if (strcmp(optarg, "linear") == 0) o->warmup_shape = RV_WARMUP_LINEAR;
+            else rv_die_usage("--warmup-shape: expected log or linear, found \"%s\"", optarg);
+            break;
+        case OPT_WD: o->weight_decay = rv_parse_double("--weight-decay", optarg); break;
+        case OPT_ACCUM: o->grad_accum = (long)rv_parse_uint("--grad-accum", optarg, 1u << 20); break;
+        case OPT_MAXSTEPS: o->max_steps = (long)rv_parse_uint("--max-steps", optarg, 1ull << 40); break;
+        case OPT_EPOCHS: o->epochs = (long)rv_parse_uint("--epochs", optarg, 1u << 20); break;
+        case OPT_STOP: o->stop_after = (long)rv_parse_uint("--stop-after", optarg, 1ull << 40); break;
+        case OPT_SEED: o->seed = rv_parse_uint("--seed", optarg, UINT64_MAX); break;
+        case OPT_SAVE: o->save_every = (long)rv_parse_uint("--save-every", optarg, 1ull << 40); break;
+        case OPT_RESUME: o->resume = 1; break;
+        case OPT_FREEZE: o->freeze_lm = 1; break;
+        case 't': o->threads = (int)rv_parse_uint("--threads", optarg, 4096); break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage();
+        case 'V': rv_print_version();
+        default: rv_die_bad_option(c, argv);
+        }
+    }
+    if (optind < argc)
+        rv_die_usage("unexpected argument \"%s\"", argv[optind]);
+    if (!o->model || !o->out)
+        rv_die_usage("--model and --out are required");
+    if (!o->groups == !o->jsonl)
+        rv_die_usage("give exactly one of --groups and --from-jsonl");
+    if (o->rank < 1 || o->grad_accum < 1 || o->epochs < 1 || o->max_steps == 0)
+        rv_die_usage("--lora-rank, --grad-accum, --epochs and --max-steps must be positive");
+    if (!(o->tau > 0) || !(o->lr >= 0) || !(o->dropout >= 0 && o->dropout < 1) || !(o->weight_decay >= 0) ||
+        !isfinite(o->alpha))
+        rv_die_usage("expected --tau > 0, --lr >= 0, 0 <= --lora-dropout < 1, --weight-decay >= 0");
+    if (o->max_len < 3)
+        rv_die_usage("--max-len must be at least 3");
+    if (!o->lm)
+        o->lm = o->model;
+    if (!o->tok)
+        o->tok = o->model;
+    if (!o->lm_tok)
+        o->lm_tok = o->lm;
+}
+
+static uint32_t eos_of(const rv_model *m, const rv_tokenizer *t, const char *path)
+{
+    int64_t e = m->cfg.eos_id;
+    if (e < 0 && rv_tokenizer_eos_id(t) != RV_TOKEN_NONE)
+        e = (int64_t)rv_tokenizer_eos_id(t);
+    if (e < 0 || e >= (int64_t)m->cfg.vocab_size)
+        rv_die("%s: the model declares no usable EOS token", path);
+    return (uint32_t)e;
+}
+
+static const char *crash_step;   /* RV_TRAIN_TEST_CRASH_AT: SIGKILL mid-checkpoint at that step */
+static long saving_step;
+static void crash_hook(void)
+{
+    if (crash_step && atol(crash_step) == saving_step)
+        raise(SIGKILL);
+}
+
+static void write_outputs(const train_opts *o, const rv_train_net *r, const rv_train_net *l, const char *hp)
+{
+    char path[4096];
+    rv_peft_opts po = {o->model, o->dropout, 0, hp};
+    snprintf(path, sizeof path, "%s/retriever", o->out);
+    if (rv_peft_write(path, r, &po) < 0)
+        rv_die_lib();
+    po = (rv_peft_opts){o->lm, o->dropout, 1, hp};
+    snprintf(path, sizeof path, "%s/lm", o->out);
+    if (rv_peft_write(path, l, &po) < 0)
+        rv_die_lib();
+}
+
+/* Keeps only log lines of steps <= step (a resumed run rewrites the rest). */
+static void truncate_log(const char *path, long step)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    rv_buf keep = {0};
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        const char *s = strstr(line, "\"step\":");
+        if (s && atol(s + 7) <= step)
+            rv_buf_append(&keep, line, strlen(line));
+    }
+    fclose(f);
+    f = fopen(path, "wb");
+    if (!f || (keep.len && fwrite(keep.data, 1, keep.len, f) != keep.len) || fclose(f) != 0)
+        rv_die("%s: cannot rewrite: %s", path, strerror(errno));
+    rv_buf_free(&keep);
+}
+
+int main(int argc, char **argv)
+{
+    rv_cli_init("rv-train");
+    train_opts o;
+    parse_args(argc, argv, &o);
+    rv_proj_mask targets;
+    if (rv_proj_mask_parse(o.targets, &targets) < 0)
+        rv_die_usage("%s", rv_error_get());
+    rv_ops_set_threads(o.threads);
+    crash_step = getenv("RV_TRAIN_TEST_CRASH_AT");
+
+    /* data */
+    rv_train_data data = {0};
+    const char *dname = o.groups ? o.groups : o.jsonl;
+    FILE *in = rv_open_input(dname, o.groups != NULL);
+    if ((o.groups ? rv_train_data_load_stream(&data, in, dname) : rv_train_data_load_jsonl(&data, in, dname)) < 0)
+        rv_die_lib();
+    rv_close_input(in);
+    if (data.n == 0)
+        rv_die("%s: no group with at least 2 chunks", dname);
+
+    /* models */
+    rv_model *rm = rv_model_load(o.model);
+    if (!rm)
+        rv_die_lib();
+    rv_model *lmm = rm;
+    if (strcmp(o.lm, o.model) != 0 && !(lmm = rv_model_load(o.lm)))
+        rv_die_lib();
+    rv_tokenizer *rtok = rv_tokenizer_load(o.tok), *ltok = rtok;
+    if (!rtok || (strcmp(o.lm_tok, o.tok) != 0 && !(ltok = rv_tokenizer_load(o.lm_tok))))
+        rv_die_lib();
+    if (rv_tokenizer_n_ids(rtok) > rm->cfg.vocab_size || rv_tokenizer_n_ids(ltok) > lmm->cfg.vocab_size)
+        rv_die("tokenizer id space larger than the model vocabulary (wrong tokenizer?)");
+    rv_train_base rbase, lbase_own, *lbase = &rbase;
+    if (rv_train_base_init(&rbase, rm) < 0)
+        rv_die_lib();
+    if (lmm != rm) {
+        if (rv_train_base_init(&lbase_own, lmm) < 0)
+            rv_die_lib();
+        lbase = &lbase_own;
+    }
+    rv_train_net rnet, lnet;
+    if (rv_train_net_init(&rnet, &rbase, (int)o.rank, o.alpha, targets, o.seed, 1, 0) < 0 ||
+        rv_train_net_init(&lnet, lbase, (int)o.rank, o.alpha, targets, o.seed, 2, 1) < 0)
+        rv_die_lib();
+    rv_view_ctx vc = {rtok, ltok, rv_tok_state_new(rtok), rv_tok_state_new(ltok), eos_of(rm, rtok, o.model),
+                      eos_of(lmm, ltok, o.lm), o.max_len, o.first_half};
+    if (!vc.rstate || !vc.lstate)
+        rv_die("out of memory");
+
+    long total = o.max_steps > 0 ? o.max_steps
+                                 : (long)((o.epochs * (long)data.n + o.grad_accum - 1) / o.grad_accum);
+    char *hp = hparams_json(&o, total, data.n);
+    if (mkdir(o.out, 0777) != 0 && errno != EEXIST)
+        rv_die("%s: cannot create: %s", o.out, strerror(errno));
+    char log_path[4096], path[4096];
+    snprintf(log_path, sizeof log_path, "%s/log.jsonl", o.out);
+
+    rv_ckpt_pos pos = {0};
+    if (o.resume) {
+        char *old_hp = NULL;
+        int got = rv_checkpoint_load(o.out, &rnet, &lnet, &pos, &old_hp);
+        if (got < 0)
+            rv_die_lib();
+        if (got == 0)
+            rv_die("%s: --resume: no checkpoint/ to resume from", o.out);
+        if (strcmp(old_hp, hp) != 0)
+            rv_die("%s/checkpoint: hyper-parameters differ from this run's:\n  saved: %s\n  now:   %s", o.out,
+                   old_hp, hp);
+        free(old_hp);
+        truncate_log(log_path, pos.step);
+    } else {
+        snprintf(path, sizeof path, "%s/checkpoint/state.safetensors", o.out);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            rv_die("%s already holds a checkpoint; use --resume or another --out", o.out);
+        FILE *f = fopen(log_path, "wb");
+        if (!f || fclose(f) != 0)
+            rv_die("%s: %s", log_path, strerror(errno));
+    }
+    FILE *logf = fopen(log_path, "ab");
+    if (!logf)
+        rv_die("%s: %s", log_path, strerror(errno));
+    snprintf(path, sizeof path, "%s/hparams.json", o.out);
+    FILE *hf = fopen(path, "wb");
+    if (!hf || fprintf(hf, "%s\n", hp) < 0 || fclose(hf) != 0)
+        rv_die("%s: %s", path, strerror(errno));
+    if (!o.quiet)
+        fprintf(stderr, "rv-train: %s; %zu groups (%zu skipped with < 2 chunks); %zu + %zu LoRA parameters; "
+                        "steps %ld..%ld (stop after %ld)\nrv-train: hyper-parameters %s\n",
+                o.resume ? "resuming" : "starting", data.n, data.skipped, rnet.n_params, lnet.n_params, pos.step + 1,
+                total, o.stop_after > 0 && o.stop_after < total ? o.stop_after : total, hp);
+
+    rv_lr_schedule sched = {0.0, o.lr, o.warmup, total, o.warmup_shape};
+    rv_adamw_hparams ah = {0, 0.9, 0.999, 1e-8, o.weight_decay};
+    rv_step_opts so = {o.tau, o.v_norm, 1e-6f, o.sim, 1};
+    size_t *perm = malloc(data.n * sizeof *perm);
+    if (!perm)
+        rv_die("out of memory");
+    rv_train_data_order(data.n, o.seed, pos.epoch, perm);
+    rv_train_batch bt = {0};
+    size_t max_b = 0;
+    for (size_t i = 0; i < data.n; i++)
+        max_b = data.groups[i].n > max_b ? data.groups[i].n : max_b;
+    float *wbuf = malloc(max_b * max_b * sizeof *wbuf);
+    if (!wbuf)
+        rv_die("out of memory");
+    long stop = o.stop_after > 0 && o.stop_after < total ? o.stop_after : total;
+
+    while (pos.step < stop) {
+        double t0 = rv_now();
+        memset(rnet.grads, 0, rnet.n_params * sizeof *rnet.grads);
+        memset(lnet.grads, 0, lnet.n_params * sizeof *lnet.grads);
+        double loss = 0, max_w = 0, ent_w = 0;
+        size_t tokens = 0, rows = 0;
+        for (long k = 0; k < o.grad_accum; k++) {
+            if (pos.pos == data.n) {
+                pos.epoch++;
+                pos.pos = 0;
+                rv_train_data_order(data.n, o.seed, pos.epoch, perm);
+            }
+            const rv_train_group *g = &data.groups[perm[pos.pos]];
+            if (rv_train_batch_build(&vc, g, &bt) < 0)
+                rv_die("%s: group %zu: %s", dname, perm[pos.pos] + 1, rv_error_get());
+            rv_step_result res = {0};
+            res.w = wbuf;
+            rv_step_dropout drop = {(float)o.dropout, o.seed, pos.micro};
+            if (rv_revela_step_ref_dropout(&rnet.dec, &lnet.dec, &bt.b, &so, &drop, rnet.layer_grads, lnet.layer_grads,
+                                           &res) < 0)
+                rv_die("%s: group %zu: %s", dname, perm[pos.pos] + 1, rv_error_get());
+            loss += res.loss;
+            tokens += bt.n_tokens;
+            const size_t B = g->n;
+            for (size_t i = 0; i < B; i++, rows++) {
+                double m = 0, e = 0;
+                for (size_t j = 0; j < B; j++) {
+                    double w = wbuf[i * B + j];
+                    m = w > m ? w : m;
+                    e -= w > 0 ? w * log(w) : 0;
+                }
+                max_w += m;
+                ent_w += e;
+            }
+            pos.pos++;
+            pos.micro++;
+        }
+        const float inv = (float)(1.0 / (double)o.grad_accum);
+        rv_scale(rnet.n_params, rnet.grads, inv);
+        rv_scale(lnet.n_params, lnet.grads, inv);
+        double ss = rv_sum_squares(rnet.n_params, rnet.grads);
+        if (!o.freeze_lm)
+            ss += rv_sum_squares(lnet.n_params, lnet.grads);
+        const double norm = sqrt(ss), clip = rv_clip_factor(norm, 1.0);
+        const long t = pos.step + 1;
+        ah.lr = rv_lr_for_update(&sched, t);
+        if (clip != 1.0) {
+            rv_scale(rnet.n_params, rnet.grads, (float)clip);
+            rv_scale(lnet.n_params, lnet.grads, (float)clip);
+        }
+        if (rv_adamw_update(rnet.n_params, rnet.params, rnet.grads, rnet.adam_m, rnet.adam_v, t, &ah) < 0 ||
+            (!o.freeze_lm &&
+             rv_adamw_update(lnet.n_params, lnet.params, lnet.grads, lnet.adam_m, lnet.adam_v, t, &ah) < 0))
+            rv_die_lib();
+        pos.step = t;
+        const double secs = rv_now() - t0;
+        loss /= (double)o.grad_accum;
+        fprintf(logf, "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f,"
+                      "\"ms_per_step\":%.1f,\"mean_max_w\":%.6g,\"w_entropy\":%.6g}\n",
+                t, loss, ah.lr, norm, (double)tokens / secs, secs * 1000, max_w / (double)rows,
+                ent_w / (double)rows);
+        if (fflush(logf) != 0)
+            rv_die("%s: write error", log_path);
+        if (!o.quiet)
+            fprintf(stderr, "rv-train: step %ld/%ld loss %.4f lr %.3g grad-norm %.3g %.0f ms/step %.0f tok/s\n", t,
+                    total, loss, ah.lr, norm, secs * 1000, (double)tokens / secs);
+        if ((o.save_every > 0 && t % o.save_every == 0) || t == stop) {
+            saving_step = t;
+            if (rv_checkpoint_save(o.out, &rnet, &lnet, &pos, hp, crash_hook) < 0)
+                rv_die_lib();
+        }
+    }
+    if (fclose(logf) != 0)
+        rv_die("%s: write error", log_path);
+    write_outputs(&o, &rnet, &lnet, hp);
+    if (!o.quiet)
+        fprintf(stderr, "rv-train: wrote %s/retriever and %s/lm (step %ld)\n", o.out, o.out, pos.step);
+
+    free(wbuf);
+    free(perm);
+    free(hp);
+    rv_train_batch_free(&bt);
+    rv_tok_state_free(vc.rstate);
+    rv_tok_state_free(vc.lstate);
+    rv_train_net_free(&rnet);
+    rv_train_net_free(&lnet);
+    if (lbase != &rbase)
+        rv_train_base_free(lbase);
+    rv_train_base_free(&rbase);
+    if (ltok != rtok)
+        rv_tokenizer_free(ltok);
+    rv_tokenizer_free(rtok);
+    if (lmm != rm)
+        rv_model_free(lmm);
+    rv_model_free(rm);
+    rv_train_data_free(&data);
+    return RV_EXIT_OK;
+}

@@ -1,0 +1,88 @@
+#!/bin/bash
+# rv-train CLI tests on the tiny llama fixture (random weights, byte-level
+# tokenizer): a run from a group stream and from the Revela JSONL format;
+# resume — 4 steps in one go equal 2 steps, stop, resume, 2 steps (same
+# losses in log.jsonl, same adapter and checkpoint bytes); a SIGKILL in the
+# middle of writing a checkpoint leaves the previous one usable and the
+# resumed run still equals the uninterrupted one; the written retriever
+# adapter loads in rv-encode and changes the embeddings; refusals and usage
+# errors. Wiring against revela_step_ref, adapter keys and checkpoint
+# files in detail: tests/unit/test_train_cli.c, test_peft_write.c,
+# test_checkpoint.c.
+. "$(dirname "$0")/lib.sh"
+FX=$T_ROOT/tests/fixtures
+D=$T_DIR
+M=$FX/model/llama_tied
+rv-cat --encode chunk -o "$D/c.rvs" "$FX/bm25/adi-chunks.jsonl" && rv-bm25group -q -g 4 -o "$D/g.rvs" "$D/c.rvs" 2>/dev/null ||
+    { echo "FAIL rv-train/setup"; exit 1; }
+COMMON=(--model "$M" --groups "$D/g.rvs" --lora-rank 4 --lora-alpha 8 --grad-accum 2 --max-steps 4 --warmup 2
+        --lr 1e-2 --max-len 24 --save-every 2 --tau 0.05 -t 2)
+# the deterministic columns of log.jsonl (times and rates vary)
+losses() { sed 's/,"tokens_per_s".*,"mean_max_w"/,"mean_max_w"/' "$1"; }
+
+t_run rv-train "${COMMON[@]}" --out "$D/full"; t_exit full_run 0
+t_stderr_has prints_hparams '"lora_rank":4,"lora_alpha":8,'
+t_stderr_has progress_line "rv-train: step 4/4 loss"
+t_eq log_lines "$(wc -l < "$D/full/log.jsonl")" 4
+for f in retriever/adapter_model.safetensors retriever/adapter_config.json lm/adapter_model.safetensors \
+         lm/adapter_config.json checkpoint/state.safetensors hparams.json; do
+    [ -s "$D/full/$f" ] || t_fail "output_$f" "missing $D/full/$f"
+done
+t_eq no_tmp_left "$(ls "$D/full")" "$(printf 'checkpoint\nhparams.json\nlm\nlog.jsonl\nretriever')"
+# the loss moves once the learning rate is non-zero (steps 1-2 run at lr 0 under log warm-up)
+t_eq lr_schedule "$(sed 's/.*"lr":\([^,]*\),.*/\1/' "$D/full/log.jsonl" | tr '\n' ' ')" "0 0 0.01 0.01 "
+grep -q '"task_type": "FEATURE_EXTRACTION"' "$D/full/retriever/adapter_config.json" &&
+    grep -q '"task_type": "CAUSAL_LM"' "$D/full/lm/adapter_config.json"; T_RC=$?; t_exit task_types 0
+grep -aq 'base_model.model.layers.0.self_attn.q_proj.lora_A.weight' "$D/full/retriever/adapter_model.safetensors" &&
+    grep -aq 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight' "$D/full/lm/adapter_model.safetensors"
+T_RC=$?; t_exit peft_key_prefixes 0
+
+# --- resume: 2 + 2 steps == 4 steps, bit for bit
+t_run rv-train "${COMMON[@]}" --out "$D/split" --stop-after 2; t_exit split_first_half 0
+t_eq split_log_lines "$(wc -l < "$D/split/log.jsonl")" 2
+t_run rv-train "${COMMON[@]}" --out "$D/split" --resume; t_exit split_resume 0
+t_eq resume_same_losses "$(losses "$D/split/log.jsonl")" "$(losses "$D/full/log.jsonl")"
+t_files_eq resume_same_retriever "$D/split/retriever/adapter_model.safetensors" "$D/full/retriever/adapter_model.safetensors"
+t_files_eq resume_same_lm "$D/split/lm/adapter_model.safetensors" "$D/full/lm/adapter_model.safetensors"
+t_files_eq resume_same_checkpoint "$D/split/checkpoint/state.safetensors" "$D/full/checkpoint/state.safetensors"
+
+# --- SIGKILL while the step-4 checkpoint is written (new files complete, not yet renamed)
+# (run as a background job so the shell does not report the kill on stderr)
+RV_TRAIN_TEST_CRASH_AT=4 rv-train "${COMMON[@]}" --out "$D/crash" >"$T_OUT" 2>"$T_ERR" </dev/null &
+{ wait $!; } 2>/dev/null; T_RC=$?; t_exit crash_killed 137
+t_eq crash_tmp_left "$([ -d "$D/crash/checkpoint.tmp" ] && [ -d "$D/crash/checkpoint" ] && echo yes)" yes
+t_run rv-train "${COMMON[@]}" --out "$D/crash" --resume; t_exit crash_resume 0
+t_stderr_has crash_resumed_at_2 "steps 3..4"
+t_eq crash_same_losses "$(losses "$D/crash/log.jsonl")" "$(losses "$D/full/log.jsonl")"
+t_files_eq crash_same_retriever "$D/crash/retriever/adapter_model.safetensors" "$D/full/retriever/adapter_model.safetensors"
+
+# --- refusals
+t_run rv-train "${COMMON[@]}" --out "$D/full"; t_exit refuses_existing_checkpoint 1
+t_stderr_has refuses_existing_message "already holds a checkpoint; use --resume"
+t_run rv-train "${COMMON[@]}" --out "$D/full" --resume --lora-alpha 16; t_exit resume_other_hparams 1
+t_stderr_has resume_other_hparams_message "hyper-parameters differ"
+t_run rv-train "${COMMON[@]}" --out "$D/none" --resume; t_exit resume_without_checkpoint 1
+
+# --- the adapter loads in rv-encode and changes the embeddings
+t_run rv-encode -m "$M" -o "$D/base.emb" "$FX/model/tiny_texts.jsonl"; t_exit encode_base 0
+t_run rv-encode -m "$M" --adapter "$D/full/retriever" -o "$D/adapted.emb" "$FX/model/tiny_texts.jsonl"
+t_exit encode_with_adapter 0
+if cmp -s "$D/base.emb" "$D/adapted.emb"; then t_fail adapter_changes_embeddings "same bytes"; else t_pass adapter_changes_embeddings; fi
+
+# --- the original JSONL batch format (a list per line, or {"src", "text"})
+t_run rv-train --model "$M" --from-jsonl "$FX/train/tiny_groups.jsonl" --out "$D/jsonl" --lora-rank 2 \
+    --grad-accum 5 --epochs 2 --max-len 16 --lora-targets q,v -q
+t_exit jsonl_run 0
+t_eq jsonl_steps "$(wc -l < "$D/jsonl/log.jsonl")" 2
+t_eq jsonl_targets "$(grep -o '"target_modules": \[[^]]*\]' "$D/jsonl/lm/adapter_config.json")" \
+    '"target_modules": ["q_proj", "v_proj"]'
+
+# --- usage errors
+t_run rv-train --help; t_exit help 0
+t_run rv-train --out "$D/x" --groups "$D/g.rvs"; t_exit needs_model 2
+t_run rv-train --model "$M" --out "$D/x" --groups "$D/g.rvs" --from-jsonl x; t_exit one_input 2
+t_run rv-train --model "$M" --out "$D/x" --groups "$D/g.rvs" --first-half maybe; t_exit bad_first_half 2
+t_run rv-train --model "$M" --out "$D/x" --groups "$D/g.rvs" --lora-targets q,lm_head; t_exit bad_targets 2
+t_run rv-train --model "$M" --out "$D/x" --groups "$D/g.rvs" --frobnicate; t_exit bad_option 2
+t_run rv-train --model "$M" --out "$D/x" --groups "$D/c.rvs"; t_exit wrong_stream_kind 1
+t_stderr_has wrong_stream_kind_message "group"
