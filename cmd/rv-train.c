@@ -387,7 +387,7 @@ int main(int argc, char **argv)
         double t0 = rv_now();
         memset(rnet.grads, 0, rnet.n_params * sizeof *rnet.grads);
         memset(lnet.grads, 0, lnet.n_params * sizeof *lnet.grads);
-        double loss = 0, max_w = 0, ent_w = 0;
+        double loss = 0, loss_plain = 0, max_w = 0, ent_w = 0;
         size_t tokens = 0, rows = 0;
         for (long k = 0; k < o.grad_accum; k++) {
             if (pos.pos == data.n) {
@@ -405,6 +405,7 @@ int main(int argc, char **argv)
                                            &res) < 0)
                 rv_die("%s: group %zu: %s", dname, perm[pos.pos] + 1, rv_error_get());
             loss += res.loss;
+            loss_plain += res.loss_plain;
             tokens += bt.n_tokens;
             const size_t B = g->n;
             for (size_t i = 0; i < B; i++, rows++) {
@@ -440,15 +441,16 @@ int main(int argc, char **argv)
         pos.step = t;
         const double secs = rv_now() - t0;
         loss /= (double)o.grad_accum;
-        fprintf(logf, "{\"step\":%ld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f,"
+        loss_plain /= (double)o.grad_accum;
+        fprintf(logf, "{\"step\":%ld,\"loss\":%.9g,\"loss_plain\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f,"
                       "\"ms_per_step\":%.1f,\"mean_max_w\":%.6g,\"w_entropy\":%.6g}\n",
-                t, loss, ah.lr, norm, (double)tokens / secs, secs * 1000, max_w / (double)rows,
+                t, loss, loss_plain, ah.lr, norm, (double)tokens / secs, secs * 1000, max_w / (double)rows,
                 ent_w / (double)rows);
         if (fflush(logf) != 0)
             rv_die("%s: write error", log_path);
         if (!o.quiet)
-            fprintf(stderr, "rv-train: step %ld/%ld loss %.4f lr %.3g grad-norm %.3g %.0f ms/step %.0f tok/s\n", t,
-                    total, loss, ah.lr, norm, secs * 1000, (double)tokens / secs);
+            fprintf(stderr, "rv-train: step %ld/%ld loss %.4f (plain LM %.4f) lr %.3g grad-norm %.3g %.0f ms/step %.0f tok/s\n",
+                    t, total, loss, loss_plain, ah.lr, norm, secs * 1000, (double)tokens / secs);
         if ((o.save_every > 0 && t % o.save_every == 0) || t == stop) {
             saving_step = t;
             if (rv_checkpoint_save(o.out, &rnet, &lnet, &pos, hp, crash_hook) < 0)

@@ -454,6 +454,11 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
         rv_error_set("revela step: no target tokens (every chunk has length 1)");
         goto done;
     }
+    /* pass A's own loss, no gradient: the LM without in-batch attention (a
+     * diagnostic; the reference computes and ignores it unless dual_loss) */
+    double plain_sum = 0;
+    if (rv_lm_head_ce(n, lm->hidden, lm->vocab, pa.h, lm->lm_head, targets, 0.0f, &plain_sum, NULL) != 0)
+        goto done;
     memset(dh, 0, n * DL * sizeof *dh);
     if (rv_lm_head_ce(n, lm->hidden, lm->vocab, pb.h, lm->lm_head, targets, (float)(1.0 / (double)n_targets),
                       &loss_sum, dh) != 0)
@@ -477,6 +482,7 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
         goto done;
 
     result->loss = loss_sum / (double)n_targets;
+    result->loss_plain = plain_sum / (double)n_targets;
     result->n_targets = n_targets;
     if (result->s)
         memcpy(result->s, S, BB * sizeof *S);

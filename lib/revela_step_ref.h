@@ -79,7 +79,8 @@ typedef struct {
 
 /* Outputs besides the gradients; every pointer may be NULL. */
 typedef struct {
-    double loss;                   /* token-mean cross-entropy */
+    double loss;                   /* token-mean cross-entropy of pass B */
+    double loss_plain;             /* the same for pass A (no in-batch attention; no gradient) */
     size_t n_targets;              /* tokens the mean is over */
     float *s, *w, *dw, *ds;        /* [batch*batch]: S, W, dL/dW, dL/dS */
     float *q_emb, *p_emb;          /* [batch*retriever hidden] */
