@@ -1,0 +1,63 @@
+/* attn_tiles.cuh — the tile shapes and shared-memory loaders of the
+ * attention kernels (attention.cu, inbatch_attn.cu); internal.
+ *   ATT_*              block shape: 4 warps, 4 query rows per warp, 32 keys per tile
+ *   att_tile_load      rows of a [tokens, heads, head_dim] tensor into shared memory,
+ *                      zero-filled past the valid rows, optionally with row L2 norms
+ *   att_smem_ready     raises a kernel's dynamic shared-memory limit when > 48 KiB
+ * The kernels are "straightforward tiled": one warp owns a few query rows,
+ * lane j scores key j of the tile (a head_dim dot product from shared
+ * memory), softmax statistics are warp reductions, and each lane
+ * accumulates head_dim/32 output dimensions (so head_dim <= 128). fp32
+ * throughout; flash-style tensor-core variants belong in kernels/dev/ until
+ * they beat these. */
+#ifndef RV_ATTN_TILES_CUH
+#define RV_ATTN_TILES_CUH
+
+#include "cuda_common.cuh"
+
+#define ATT_MAX_HD 128
+#define ATT_NC (ATT_MAX_HD / 32)        /* output dimensions per lane: d = c*32 + lane */
+#define ATT_WARPS 4
+#define ATT_THREADS (ATT_WARPS * 32)
+#define ATT_R 4                         /* query rows per warp */
+#define ATT_QT (ATT_WARPS * ATT_R)      /* query rows per block */
+#define ATT_KT 32                       /* keys per tile: one per lane */
+
+/* Loads rows row0 .. row0+n_rows-1 (element (row, d) at (row*stride + off +
+ * d) of src) into dst[r*pitch + d]; rows r >= valid are zeros. One warp per
+ * row, lanes along d (coalesced). With norms, norms[r] = L2 norm of row r.
+ * Every thread of the block must call it. */
+__device__ __forceinline__ void att_tile_load(float *dst, int pitch, const void *src, int src_t, size_t row0,
+                                              size_t stride, size_t off, int n_rows, int valid, int hd, float *norms)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int r = warp; r < n_rows; r += ATT_WARPS) {
+        bool ok = r < valid;
+        float ss = 0.0f;
+        for (int d = lane; d < hd; d += 32) {
+            float x = ok ? rv_ld(src, src_t, (row0 + r) * stride + off + d) : 0.0f;
+            dst[r * pitch + d] = x;
+            ss += x * x;
+        }
+        if (norms) {
+            ss = rv_warp_sum(ss);
+            if (lane == 0)
+                norms[r] = sqrtf(ss);
+        }
+    }
+}
+
+/* Checks `bytes` of dynamic shared memory against the device and opts the
+ * kernel in above the default 48 KiB. */
+template <class Kernel>
+static int att_smem_ready(rv_cuda *c, Kernel kernel, size_t bytes, const char *name)
+{
+    if (bytes > c->smem_optin)
+        return rv_error_set("cuda: %s needs %zu bytes of shared memory, the device allows %zu", name, bytes,
+                            c->smem_optin);
+    if (bytes > 48 * 1024)
+        RV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    return 0;
+}
+
+#endif

@@ -1,0 +1,166 @@
+/* cuda_ops.h — the CUDA backend's plain C interface: a device context (one
+ * GPU, one stream, a cuBLASLt handle with a plan cache, a scratch buffer),
+ * device memory helpers, and the GPU twins of the ops in lib/ops.h,
+ * lib/train_ops.h and lib/inbatch_attn.h. Every function returns 0, or -1
+ * with a message set by rv_error_set() (a failed CUDA/cuBLAS call names the
+ * file, line, call and CUDA's error string); nothing here exits or prints.
+ *
+ * Conventions:
+ *  - Every tensor argument is a DEVICE pointer; small index arrays (lengths,
+ *    sequence offsets, positions, token ids) are device int32/uint32 arrays.
+ *    Shapes and layouts are those of the CPU twin named in each comment.
+ *  - Storage type per tensor (rv_wtype from ops.h: f32, bf16, f16); all
+ *    arithmetic is fp32 (bf16 storage, fp32 accumulation), so an f32 call
+ *    computes what the CPU twin computes up to summation order.
+ *  - Work is queued on the context's stream; results are complete after
+ *    rv_cuda_sync() or a download. Launch errors are reported at once,
+ *    faults during execution at the next sync.
+ *  - Gradient outputs of backward ops are ADDED into (dx += ...), as in
+ *    train_ops.h; a NULL gradient output is skipped.
+ *  - Compiled with RV_CUDA_EMULATE, the same sources run on the CPU through
+ *    kernels/dev/cuda_emu.h (used to test kernel logic without a GPU). */
+#ifndef RV_CUDA_OPS_H
+#define RV_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "inbatch_attn.h"   /* rv_inbatch_cfg, and rv_attn_shape via train_ops.h */
+#include "ops.h"            /* rv_wtype */
+
+typedef struct rv_cuda rv_cuda;
+
+/* ---------------------------------------------------------------- context and memory */
+
+/* Number of usable CUDA devices: 0 when there is no device or no driver
+ * (never an error, so callers can print SKIP). *why, when not NULL, gets
+ * CUDA's reason for 0 devices ("" otherwise). */
+int rv_cuda_device_count(const char **why);
+
+/* Opens device `device` (0-based): stream, cuBLASLt handle and a 32 MiB
+ * matmul workspace. NULL with an error on failure. */
+rv_cuda *rv_cuda_open(int device);
+void rv_cuda_close(rv_cuda *c);
+
+/* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" or the emulator's name. */
+const char *rv_cuda_device_name(const rv_cuda *c);
+
+/* Waits for all queued work; reports any fault it met. */
+int rv_cuda_sync(rv_cuda *c);
+
+/* Device memory: NULL with an error on failure; free(NULL) is a no-op. */
+void *rv_cuda_alloc(rv_cuda *c, size_t bytes);
+void rv_cuda_free(rv_cuda *c, void *p);
+int rv_cuda_upload(rv_cuda *c, void *dst, const void *src, size_t bytes);     /* host -> device, waits */
+int rv_cuda_download(rv_cuda *c, void *dst, const void *src, size_t bytes);   /* device -> host, waits */
+int rv_cuda_memset(rv_cuda *c, void *dst, int byte, size_t bytes);
+
+/* dst[i] = src[i] converted between storage types (round to nearest even). */
+int rv_cuda_convert(rv_cuda *c, void *dst, rv_wtype dst_t, const void *src, rv_wtype src_t, size_t n);
+
+/* ---------------------------------------------------------------- matrix products (cuBLASLt) */
+
+/* Row-major C[M,N] = alpha * op(A) op(B) + beta * C, op = transpose when
+ * ta/tb is set (A stored M×K or K×M, B stored K×N or N×K); lda/ldb/ldc are
+ * the row strides of the stored matrices (as train_ops_blas.h rv_gemm). A
+ * and B share a type (f32, bf16 or f16); C is f32 or A's type. fp32
+ * accumulation; f32 inputs use true fp32 (no TF32). Plans (descriptors and
+ * the heuristic's choice) are cached per shape, type and pointer alignment. */
+int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                 const void *B, int ldb, rv_wtype ab_t, float beta, void *C, int ldc, rv_wtype c_t);
+
+/* y[m, out] = x[m, in] w^T (+ bias[out], f32, when not NULL): rv_op_linear
+ * with x and w of one type (convert first when they differ). */
+int rv_cuda_linear(rv_cuda *c, void *y, rv_wtype y_t, const void *x, size_t m, const void *w, size_t out,
+                   size_t in, rv_wtype xw_t, const float *bias);
+
+/* ---------------------------------------------------------------- element-wise and row ops */
+
+/* rv_op_rmsnorm / rv_rmsnorm_forward: y = x / sqrt(mean(x^2) + eps) * w over
+ * rows of dim; y may be x; rstd[rows] (f32) written when not NULL. */
+int rv_cuda_rmsnorm(rv_cuda *c, void *y, rv_wtype y_t, const void *x, rv_wtype x_t, const void *w, rv_wtype w_t,
+                    size_t rows, size_t dim, float eps, float *rstd);
+
+/* Rotary embedding in place (rotate_half layout) on n_tok rows of `stride`
+ * elements, heads packed at h*head_dim. Token t has position pos[t] (device
+ * uint32, rv_op_rope) or, when pos is NULL, t % seq_len (rv_rope_forward).
+ * cos/sin: device f32 tables [max_pos, head_dim/2]. direction +1 rotates by
+ * +angle (forward), -1 by -angle (rv_rope_backward). Positions must be
+ * < max_pos (checked on the host for seq_len; pos is the caller's duty). */
+int rv_cuda_rope(rv_cuda *c, void *x, rv_wtype x_t, size_t n_tok, size_t stride, size_t n_heads, size_t head_dim,
+                 const uint32_t *pos, size_t seq_len, const float *cos_tab, const float *sin_tab, size_t max_pos,
+                 int direction);
+
+/* h = silu(gate) * up (rv_op_swiglu); h may be gate. */
+int rv_cuda_swiglu(rv_cuda *c, void *h, rv_wtype h_t, const void *gate, rv_wtype gate_t, const void *up,
+                   rv_wtype up_t, size_t n);
+
+/* y += x (rv_op_add). */
+int rv_cuda_add(rv_cuda *c, void *y, rv_wtype y_t, const void *x, rv_wtype x_t, size_t n);
+
+/* y[t] = table[ids[t]] for n tokens (rv_op_embedding); table [vocab, dim].
+ * An id >= vocab yields a row of NaN rather than a read out of bounds
+ * (callers validate ids on the host, as rv_embed_lookup does). */
+int rv_cuda_embedding(rv_cuda *c, void *y, rv_wtype y_t, const void *table, rv_wtype table_t, size_t vocab,
+                      size_t dim, const uint32_t *ids, size_t n);
+
+/* Scales each row to unit L2 norm in place; zero rows stay zero
+ * (rv_op_l2_normalize). */
+int rv_cuda_l2_normalize(rv_cuda *c, void *x, rv_wtype x_t, size_t rows, size_t dim);
+
+/* EOS pooling + L2 norm (rv_eos_pool_l2_forward): e[b] = h[b*seq_len +
+ * lengths[b]-1] / max(||.||, 1e-12); e f32 [batch, dim]; norm[batch] (f32,
+ * unclamped) when not NULL. lengths: device int32, 1..seq_len (checked by
+ * the caller). */
+int rv_cuda_eos_pool_l2(rv_cuda *c, float *e, float *norm, const void *h, rv_wtype h_t, int batch, int seq_len,
+                        int dim, const int *lengths);
+
+/* ---------------------------------------------------------------- causal attention */
+
+/* rv_op_attention_causal over packed sequences: sequence s is rows
+ * seq_off[s] <= t < seq_off[s+1] (device int32, n_seqs+1 entries, rows
+ * counted from 0); max_len is the longest sequence (host value, sizes the
+ * grid). Strides in elements. head_dim even and <= 128. */
+int rv_cuda_attention_causal(rv_cuda *c, void *out, rv_wtype out_t, size_t out_stride, const void *q,
+                             size_t q_stride, const void *k, const void *v, size_t kv_stride, rv_wtype qkv_t,
+                             size_t n_seqs, const int *seq_off, size_t max_len, size_t n_heads, size_t n_kv_heads,
+                             size_t head_dim);
+
+/* rv_causal_attn_forward: padded batch [batch, seq_len, heads, head_dim],
+ * query t of sequence b sees keys s <= t with s < lengths[b] (device int32);
+ * lse[batch, n_heads, seq_len] (f32) written when not NULL. */
+int rv_cuda_causal_attn_forward(rv_cuda *c, const rv_attn_shape *s, const int *lengths, const void *q,
+                                const void *k, const void *v, rv_wtype qkv_t, void *out, rv_wtype out_t,
+                                float *lse);
+
+/* ---------------------------------------------------------------- in-batch attention (Revela) */
+
+/* rv_inbatch_attn_forward on the device: q [B, L, H, d], k and v [B, L, Hkv,
+ * d] (type qkv_t), w [B, B] f32, lengths [B] device int32 (1..L, checked by
+ * the caller); out [B, L, H, d] (type out_t) overwritten; lse and denom
+ * [B, B, H, L] f32 written for the backward (skipped pairs: 0 and 1). One
+ * fused kernel per (query chunk, head, query tile) loops over the key
+ * chunks; no score tensor is stored. head_dim <= 128. */
+int rv_cuda_inbatch_attn_forward(rv_cuda *c, const rv_inbatch_cfg *cfg, const int *lengths, const float *w,
+                                 const void *q, const void *k, const void *v, rv_wtype qkv_t, void *out,
+                                 rv_wtype out_t, float *lse, float *denom);
+
+/* rv_inbatch_attn_backward on the device: given dout (type qkv_t), adds into
+ * dq, dk, dv (type grad_t) and dw [B, B] (f32); any of them may be NULL.
+ * Deterministic (no atomics): one kernel owns the dq rows of a (chunk, head,
+ * query tile), a second the dk/dv rows of a (chunk, kv head, key tile), and
+ * dw is reduced in a fixed order. Uses the context's scratch memory. */
+int rv_cuda_inbatch_attn_backward(rv_cuda *c, const rv_inbatch_cfg *cfg, const int *lengths, const float *w,
+                                  const void *q, const void *k, const void *v, rv_wtype qkv_t, const float *lse,
+                                  const float *denom, const void *dout, void *dq, void *dk, void *dv,
+                                  rv_wtype grad_t, float *dw);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

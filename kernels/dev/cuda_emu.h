@@ -1,0 +1,603 @@
+/* cuda_emu.h — a small CPU emulator of exactly the CUDA features revela's
+ * kernels use, so that the CUDA sources in kernels/ compile as plain C++ (-DRV_CUDA_EMULATE,
+ * included by cuda_common.cuh) and their logic runs on machines with no
+ * GPU. It is a test instrument, not a backend: slow, one block at a time.
+ *
+ *   threadIdx/blockIdx/blockDim/gridDim, __syncthreads   every thread of a block is a
+ *        fiber (ucontext) on one OS thread; a barrier yields until all have arrived
+ *   __shfl_sync, __shfl_xor_sync, __shfl_down_sync      full warps only, exchanged
+ *        through per-warp slots at a warp barrier
+ *   rv_emu::launch, dynamic_smem                        grid loop; dynamic shared
+ *        memory filled with NaN at each block start (exposes reads of unwritten tiles)
+ *   cudaMalloc (NaN-filled), cudaMemcpyAsync, ..., cudaFuncSetAttribute (the 48 KiB
+ *        dynamic shared-memory limit is enforced unless raised, as on a GPU)
+ *   cublasLt*                                           descriptors recorded; cublasLtMatmul
+ *        is a naive column-major product in double that checks the layouts; the
+ *        heuristic finds no algorithm for 16-bit operands aligned below 16 bytes
+ *        (so callers' fallback paths run too)
+ * A barrier or shuffle that not every thread reaches is reported as a
+ * deadlock and aborts, where a GPU would hang or misbehave. Between
+ * barriers threads run one after another, so a missing __syncthreads before
+ * a tile is read or overwritten shows up as wrong results.
+ * RV_EMU_NO_DEVICE=1 in the environment makes cudaGetDeviceCount report no
+ * device (to test callers' SKIP paths). */
+#ifndef RV_CUDA_EMU_H
+#define RV_CUDA_EMU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <functional>
+#include <map>
+#include <tuple>
+#include <vector>
+
+extern "C" {
+#include "half.h"
+}
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+struct uint3 {
+    unsigned x, y, z;
+};
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+
+/* ---------------------------------------------------------------- runtime API subset */
+typedef enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorNoDevice = 100,
+} cudaError_t;
+typedef enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 } cudaMemcpyKind;
+typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
+typedef struct rv_emu_stream *cudaStream_t;
+#define cudaStreamNonBlocking 0x01
+
+struct cudaDeviceProp {
+    char name[256];
+    int major, minor, multiProcessorCount;
+    size_t sharedMemPerBlockOptin;
+};
+
+namespace rv_emu {
+inline cudaError_t last_error = cudaSuccess;
+inline std::map<const void *, size_t> smem_limit;   /* per kernel, raised by cudaFuncSetAttribute */
+constexpr size_t default_smem = 48 * 1024, optin_smem = 227 * 1024;
+
+inline cudaError_t fail(cudaError_t e)
+{
+    last_error = e;
+    return e;
+}
+} // namespace rv_emu
+
+static inline const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument (emulator)";
+    case cudaErrorMemoryAllocation: return "out of memory (emulator)";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulator)";
+    case cudaErrorInvalidDevice: return "invalid device ordinal (emulator)";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected (emulator, RV_EMU_NO_DEVICE)";
+    }
+    return "unknown error (emulator)";
+}
+
+static inline cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = rv_emu::last_error;
+    rv_emu::last_error = cudaSuccess;
+    return e;
+}
+
+static inline cudaError_t cudaGetDeviceCount(int *n)
+{
+    const char *no = getenv("RV_EMU_NO_DEVICE");
+    if (no && *no && strcmp(no, "0") != 0) {
+        *n = 0;
+        return rv_emu::fail(cudaErrorNoDevice);
+    }
+    *n = 1;
+    return cudaSuccess;
+}
+
+static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : rv_emu::fail(cudaErrorInvalidDevice); }
+
+static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
+{
+    if (d != 0)
+        return rv_emu::fail(cudaErrorInvalidDevice);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "CPU emulator (kernels/dev/cuda_emu.h)");
+    p->major = 9;
+    p->minor = 0;
+    p->multiProcessorCount = 1;
+    p->sharedMemPerBlockOptin = rv_emu::optin_smem;
+    return cudaSuccess;
+}
+
+static inline cudaError_t cudaMalloc(void **p, size_t n)
+{
+    *p = malloc(n ? n : 1);
+    if (!*p)
+        return rv_emu::fail(cudaErrorMemoryAllocation);
+    memset(*p, 0xff, n);   /* NaN in every float/bf16 lane: unwritten device memory is loud */
+    return cudaSuccess;
+}
+static inline cudaError_t cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t)
+{
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t)
+{
+    memset(d, v, n);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned)
+{
+    *s = (cudaStream_t)malloc(1);
+    return *s ? cudaSuccess : rv_emu::fail(cudaErrorMemoryAllocation);
+}
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+static inline cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+    free((void *)s);
+    return cudaSuccess;
+}
+template <class Kernel>
+static inline cudaError_t cudaFuncSetAttribute(Kernel k, cudaFuncAttribute, int value)
+{
+    if (value < 0 || (size_t)value > rv_emu::optin_smem)
+        return rv_emu::fail(cudaErrorInvalidValue);
+    rv_emu::smem_limit[(const void *)k] = (size_t)value;
+    return cudaSuccess;
+}
+
+/* ---------------------------------------------------------------- fibers, barriers, shuffles */
+namespace rv_emu {
+constexpr size_t stack_bytes = 256 * 1024;
+
+struct fiber {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    bool done, at_block_barrier;
+};
+
+inline ucontext_t scheduler;
+inline std::vector<fiber> fibers;
+inline int n_threads, current;
+inline unsigned long long events;                 /* barrier arrivals and exits: progress */
+inline unsigned bar_count, bar_gen;
+inline std::vector<unsigned> warp_count, warp_gen;
+inline std::vector<uint64_t> warp_slots;          /* [warp][2 generations][32 lanes] */
+inline std::function<void()> block_body;
+inline unsigned char *smem;                       /* exactly the launch's bytes (ASan sees overruns) */
+inline unsigned long long launches;               /* odd launches run the warps in reverse order */
+
+inline void yield() { swapcontext(&fibers[current].ctx, &scheduler); }
+
+inline void fiber_entry()
+{
+    block_body();
+    fibers[current].done = true;
+    events++;
+}   /* returns to uc_link: the scheduler */
+
+inline void *dynamic_smem() { return smem; }
+
+inline void syncthreads()
+{
+    unsigned gen = bar_gen;
+    events++;
+    if (++bar_count == (unsigned)n_threads) {
+        bar_count = 0;
+        bar_gen++;
+        for (int t = 0; t < n_threads; t++)
+            fibers[t].at_block_barrier = false;
+        return;
+    }
+    fibers[current].at_block_barrier = true;
+    while (bar_gen == gen)
+        yield();
+}
+
+inline int linear_tid() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
+
+template <class T>
+inline T shuffle(unsigned mask, T v, int src_lane)
+{
+    if (mask != 0xffffffffu || n_threads % 32 != 0) {
+        fprintf(stderr, "cuda_emu: shuffle with mask %#x in a block of %d threads: full warps only\n", mask, n_threads);
+        abort();
+    }
+    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 64 bits");
+    int tid = linear_tid(), w = tid / 32, lane = tid % 32;
+    unsigned par = warp_gen[w] & 1u;
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof(T));
+    warp_slots[((size_t)w * 2 + par) * 32 + lane] = bits;
+    unsigned gen = warp_gen[w];
+    events++;
+    if (++warp_count[w] == 32) {
+        warp_count[w] = 0;
+        warp_gen[w]++;
+    } else {
+        while (warp_gen[w] == gen)
+            yield();
+    }
+    T r;
+    memcpy(&r, &warp_slots[((size_t)w * 2 + par) * 32 + (src_lane & 31)], sizeof(T));
+    (void)lane;
+    return r;
+}
+
+inline void run_block(int nthreads)
+{
+    n_threads = nthreads;
+    if ((int)fibers.size() < nthreads)
+        fibers.resize(nthreads);
+    int n_warps = (nthreads + 31) / 32;
+    warp_count.assign(n_warps, 0);
+    warp_gen.assign(n_warps, 0);
+    warp_slots.assign((size_t)n_warps * 64, 0);
+    bar_count = 0;
+    for (int t = 0; t < nthreads; t++) {
+        fiber &f = fibers[t];
+        if (f.stack.size() < stack_bytes)
+            f.stack.resize(stack_bytes);
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack.data();
+        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_link = &scheduler;
+        makecontext(&f.ctx, (void (*)())fiber_entry, 0);
+        f.done = false;
+        f.at_block_barrier = false;
+    }
+    /* Warp at a time: one warp runs (its lanes meeting at shuffles) until
+     * every lane waits at __syncthreads or has finished, then the next warp.
+     * So a warp races as far ahead of the others as a GPU would allow, and
+     * a missing block barrier shows up as a read of NaN-filled or stale
+     * shared memory. The warp order alternates between launches. */
+    int remaining = nthreads;
+    bool reverse = (launches & 1) != 0;
+    while (remaining > 0) {
+        unsigned long long before = events;
+        for (int wi = 0; wi < n_warps; wi++) {
+            int w = reverse ? n_warps - 1 - wi : wi, lo = w * 32, hi = min(nthreads, lo + 32);
+            for (;;) {
+                unsigned long long warp_before = events;
+                bool runnable = false;
+                for (int t = lo; t < hi; t++) {
+                    if (fibers[t].done || fibers[t].at_block_barrier)
+                        continue;
+                    runnable = true;
+                    current = t;
+                    threadIdx.x = (unsigned)t % blockDim.x;
+                    threadIdx.y = ((unsigned)t / blockDim.x) % blockDim.y;
+                    threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
+                    swapcontext(&scheduler, &fibers[t].ctx);
+                    if (fibers[t].done)
+                        remaining--;
+                }
+                if (!runnable || events == warp_before)
+                    break;
+            }
+        }
+        if (remaining > 0 && events == before) {
+            fprintf(stderr, "cuda_emu: deadlock in block (%u,%u,%u): %d threads wait at a barrier or shuffle that "
+                    "the others never reach\n", blockIdx.x, blockIdx.y, blockIdx.z, remaining);
+            abort();
+        }
+    }
+}
+
+/* Runs kernel(args...) over the grid, one block at a time. */
+template <class... P, class... A>
+inline void launch(dim3 grid, dim3 block, size_t smem_bytes, void (*kernel)(P...), A... a)
+{
+    static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
+    size_t nthreads = (size_t)block.x * block.y * block.z;
+    auto it = smem_limit.find((const void *)kernel);
+    size_t limit = it == smem_limit.end() ? default_smem : it->second;
+    if (nthreads == 0 || nthreads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
+        grid.z > 65535) {
+        fail(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (smem_bytes > limit) {
+        fail(cudaErrorInvalidValue);   /* what a GPU says for too much dynamic shared memory */
+        return;
+    }
+    std::tuple<P...> args((P)a...);
+    block_body = [&]() { std::apply(kernel, args); };
+    blockDim = block;
+    gridDim = grid;
+    smem = (unsigned char *)malloc(smem_bytes ? smem_bytes : 1);
+    if (!smem) {
+        fail(cudaErrorMemoryAllocation);
+        return;
+    }
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx.x = x;
+                blockIdx.y = y;
+                blockIdx.z = z;
+                memset(smem, 0xff, smem_bytes);
+                run_block((int)nthreads);
+            }
+    free(smem);
+    smem = nullptr;
+    block_body = nullptr;
+    launches++;
+}
+} // namespace rv_emu
+
+static inline void __syncthreads() { rv_emu::syncthreads(); }
+template <class T>
+static inline T __shfl_sync(unsigned mask, T v, int src)
+{
+    return rv_emu::shuffle(mask, v, src);
+}
+template <class T>
+static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask)
+{
+    return rv_emu::shuffle(mask, v, (rv_emu::linear_tid() % 32) ^ lane_mask);
+}
+template <class T>
+static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta)
+{
+    int lane = rv_emu::linear_tid() % 32;
+    return rv_emu::shuffle(mask, v, lane + (int)delta < 32 ? lane + (int)delta : lane);
+}
+
+/* ---------------------------------------------------------------- cuBLASLt subset */
+typedef enum {
+    CUBLAS_STATUS_SUCCESS = 0,
+    CUBLAS_STATUS_NOT_INITIALIZED = 1,
+    CUBLAS_STATUS_INVALID_VALUE = 7,
+    CUBLAS_STATUS_NOT_SUPPORTED = 15,
+} cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType_t;
+typedef cudaDataType_t cudaDataType;
+typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
+typedef enum { CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4 } cublasLtMatmulDescAttributes_t;
+typedef enum {
+    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
+} cublasLtMatmulPreferenceAttributes_t;
+
+struct rv_emu_lt_handle {
+    int unused;
+};
+struct rv_emu_lt_desc {
+    cublasComputeType_t compute;
+    cudaDataType_t scale;
+    cublasOperation_t ta, tb;
+};
+struct rv_emu_lt_layout {
+    cudaDataType_t type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct rv_emu_lt_pref {
+    uint64_t workspace;
+    uint32_t align[4];   /* A, B, C, D */
+};
+typedef rv_emu_lt_handle *cublasLtHandle_t;
+typedef rv_emu_lt_desc *cublasLtMatmulDesc_t;
+typedef rv_emu_lt_layout *cublasLtMatrixLayout_t;
+typedef rv_emu_lt_pref *cublasLtMatmulPreference_t;
+typedef struct {
+    uint64_t data[8];   /* the emulator keeps the alignments the plan was chosen for */
+} cublasLtMatmulAlgo_t;
+typedef struct {
+    cublasLtMatmulAlgo_t algo;
+    size_t workspaceSize;
+    cublasStatus_t state;
+    float wavesCount;
+    int reserved[4];
+} cublasLtMatmulHeuristicResult_t;
+
+static inline const char *cublasLtGetStatusString(cublasStatus_t s)
+{
+    return s == CUBLAS_STATUS_SUCCESS ? "success" : s == CUBLAS_STATUS_INVALID_VALUE ? "invalid value (emulator)"
+                                                  : s == CUBLAS_STATUS_NOT_SUPPORTED ? "not supported (emulator)"
+                                                                                     : "error (emulator)";
+}
+
+static inline cublasStatus_t cublasLtCreate(cublasLtHandle_t *h)
+{
+    *h = new rv_emu_lt_handle();
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtDestroy(cublasLtHandle_t h)
+{
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t s)
+{
+    *d = new rv_emu_lt_desc{c, s, CUBLAS_OP_N, CUBLAS_OP_N};
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d)
+{
+    delete d;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
+                                                            const void *v, size_t n)
+{
+    if (n != sizeof(cublasOperation_t))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    cublasOperation_t op;
+    memcpy(&op, v, n);
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA)
+        d->ta = op;
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSB)
+        d->tb = op;
+    else
+        return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType t, uint64_t rows,
+                                                        uint64_t cols, int64_t ld)
+{
+    if (ld < (int64_t)rows || ld < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    *l = new rv_emu_lt_layout{t, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l)
+{
+    delete l;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p)
+{
+    *p = new rv_emu_lt_pref{0, {256, 256, 256, 256}};
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p)
+{
+    delete p;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                                  cublasLtMatmulPreferenceAttributes_t a, const void *v,
+                                                                  size_t n)
+{
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && n == sizeof(uint64_t)) {
+        memcpy(&p->workspace, v, n);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (a >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && a <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES &&
+        n == sizeof(uint32_t)) {
+        memcpy(&p->align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES], v, n);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+namespace rv_emu {
+inline bool lt_pair_ok(cudaDataType_t ab, cudaDataType_t c)
+{
+    return (ab == CUDA_R_32F && c == CUDA_R_32F) || (ab == CUDA_R_16BF && (c == CUDA_R_16BF || c == CUDA_R_32F)) ||
+           (ab == CUDA_R_16F && (c == CUDA_R_16F || c == CUDA_R_32F));
+}
+inline double lt_load(const void *p, cudaDataType_t t, size_t i)
+{
+    if (t == CUDA_R_16BF)
+        return rv_bf16_to_f32(((const uint16_t *)p)[i]);
+    if (t == CUDA_R_16F)
+        return rv_f16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+inline void lt_store(void *p, cudaDataType_t t, size_t i, double v)
+{
+    if (t == CUDA_R_16BF)
+        ((uint16_t *)p)[i] = rv_f32_to_bf16((float)v);
+    else if (t == CUDA_R_16F)
+        ((uint16_t *)p)[i] = rv_f32_to_f16((float)v);
+    else
+        ((float *)p)[i] = (float)v;
+}
+} // namespace rv_emu
+
+static inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d,
+                                                            cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t B,
+                                                            cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D,
+                                                            cublasLtMatmulPreference_t p, int requested,
+                                                            cublasLtMatmulHeuristicResult_t *results, int *found)
+{
+    *found = 0;
+    if (requested < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (d->compute != CUBLAS_COMPUTE_32F || A->type != B->type || C->type != D->type ||
+        !rv_emu::lt_pair_ok(A->type, C->type))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (A->type != CUDA_R_32F)   /* like a tensor-core library: 16-bit operands want 16-byte alignment */
+        for (int i = 0; i < 4; i++)
+            if (p->align[i] < 16)
+                return CUBLAS_STATUS_SUCCESS;   /* no algorithm found */
+    memset(&results[0], 0, sizeof results[0]);
+    for (int i = 0; i < 4; i++)
+        results[0].algo.data[i] = p->align[i];
+    results[0].state = CUBLAS_STATUS_SUCCESS;
+    *found = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* D = alpha op(A) op(B) + beta C, column-major, as cuBLASLt defines it. */
+static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha,
+                                            const void *a, cublasLtMatrixLayout_t A, const void *b,
+                                            cublasLtMatrixLayout_t B, const void *beta, const void *c,
+                                            cublasLtMatrixLayout_t C, void *dd, cublasLtMatrixLayout_t D,
+                                            const cublasLtMatmulAlgo_t *algo, void *, size_t, cudaStream_t)
+{
+    uint64_t m = d->ta == CUBLAS_OP_N ? A->rows : A->cols, k = d->ta == CUBLAS_OP_N ? A->cols : A->rows;
+    uint64_t kb = d->tb == CUBLAS_OP_N ? B->rows : B->cols, n = d->tb == CUBLAS_OP_N ? B->cols : B->rows;
+    if (k != kb || C->rows != m || C->cols != n || D->rows != m || D->cols != n || A->type != B->type ||
+        C->type != D->type || !rv_emu::lt_pair_ok(A->type, C->type))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const void *ptrs[4] = {a, b, c, dd};
+    for (int i = 0; i < 4; i++)   /* the plan's alignment promise must hold for these pointers */
+        if ((uintptr_t)ptrs[i] % (algo->data[i] ? algo->data[i] : 1) != 0)
+            return CUBLAS_STATUS_INVALID_VALUE;
+    float al, be;
+    memcpy(&al, alpha, sizeof al);
+    memcpy(&be, beta, sizeof be);
+    std::vector<double> out((size_t)m * n);
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            double s = 0;
+            for (uint64_t p = 0; p < k; p++) {
+                size_t ia = d->ta == CUBLAS_OP_N ? i + p * A->ld : p + i * A->ld;
+                size_t ib = d->tb == CUBLAS_OP_N ? p + j * B->ld : j + p * B->ld;
+                s += rv_emu::lt_load(a, A->type, ia) * rv_emu::lt_load(b, B->type, ib);
+            }
+            double v = al * s;
+            if (be != 0.0f)   /* BLAS rule: C is not read when beta is 0 */
+                v += be * rv_emu::lt_load(c, C->type, i + j * C->ld);
+            out[i + j * m] = v;
+        }
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++)
+            rv_emu::lt_store(dd, D->type, i + j * D->ld, out[i + j * m]);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+#endif

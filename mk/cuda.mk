@@ -1,0 +1,93 @@
+# cuda.mk — GPU test programs (included by the Makefile; kernels/*.cu are
+# compiled by the Makefile's own rule into $(BUILD)/kernels/*.o).
+#   make gpu-tests     $(BUILD)/gpu/test_gpu_ops (the parity test, real CUDA; needs nvcc)
+#                      and $(BUILD)/gpu/bench_gpu (the in-batch attention / GEMM timer)
+#   make gpu-emu       $(BUILD)/gpu-emu/test_gpu_ops (and bench_gpu): the same programs with
+#                      kernels/*.cu compiled as C++ for the CPU emulator (kernels/dev/cuda_emu.h;
+#                      no nvcc needed)
+#   make gpu-emu-asan  the emulated test under ASan + UBSan (out-of-bounds kernel accesses)
+#   make gpu-check     builds both and runs them (real one SKIPs without a device)
+# `make check` (not under sanitizers) also builds $(BUILD)/tests/test_gpu_ops (prints
+# SKIP without a device, so CI counts nothing for it) and $(BUILD)/tests/test_gpu_emu
+# (kernel logic on the emulator, small shapes). scripts/gpu-check.sh is the one
+# script for a machine with a GPU.
+
+CUDA_HOME   ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_LIBDIRS = $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib $(CUDA_HOME)/lib
+# cudart comes from the toolkit (static); cuBLASLt from wherever it is: the
+# toolkit, or (override CUBLASLT_LIB=/path/libcublasLt.so.N, as
+# scripts/gpu-check.sh does) a Python wheel's copy.
+CUDART_LIBDIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(addsuffix /libcudart_static.a,$(CUDA_LIBDIRS))))))
+CUBLASLT_LIB  ?= $(firstword $(wildcard $(addsuffix /libcublasLt.so,$(CUDA_LIBDIRS)) $(addsuffix /libcublasLt.so.*,$(CUDA_LIBDIRS))))
+CUDA_LDLIBS = $(CUBLASLT_LIB) -Wl,-rpath,$(patsubst %/,%,$(dir $(CUBLASLT_LIB))) -L$(CUDART_LIBDIR) -lcudart_static \
+              -ldl -lrt -lpthread -lstdc++
+
+GPU_TEST_DEPS = tests/gpu/test_gpu_ops.c kernels/cuda_ops.h $(wildcard lib/*.h) $(BUILD)/librevela.a
+
+# ---------------------------------------------------------------- real CUDA
+$(BUILD)/gpu/test_gpu_ops: $(GPU_TEST_DEPS) $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ikernels $(ALL_LDFLAGS) -o $@ $< $(CU_OBJ) $(BUILD)/librevela.a $(LDLIBS) $(CUDA_LDLIBS)
+
+$(BUILD)/gpu/bench_gpu: tests/gpu/bench_gpu.c kernels/cuda_ops.h $(wildcard lib/*.h) $(BUILD)/librevela.a $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ikernels $(ALL_LDFLAGS) -o $@ $< $(CU_OBJ) $(BUILD)/librevela.a $(LDLIBS) $(CUDA_LDLIBS)
+
+# ---------------------------------------------------------------- CPU emulator
+EMU_CXXFLAGS = -std=c++17 -O2 -g -Wall -Wextra -Wshadow -Wno-unknown-pragmas -DRV_CUDA_EMULATE -Ilib -Ikernels
+EMU_OBJ = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu/kernels/%.o,$(CU_SRC))
+
+$(BUILD)/gpu-emu/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h kernels/dev/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/gpu-emu/test_gpu_ops: $(GPU_TEST_DEPS) $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRV_CUDA_EMULATE -Ikernels $(ALL_LDFLAGS) -o $@ $< $(EMU_OBJ) $(BUILD)/librevela.a $(LDLIBS) -lstdc++
+
+$(BUILD)/gpu-emu/bench_gpu: tests/gpu/bench_gpu.c kernels/cuda_ops.h $(wildcard lib/*.h) $(BUILD)/librevela.a $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRV_CUDA_EMULATE -Ikernels $(ALL_LDFLAGS) -o $@ $< $(EMU_OBJ) $(BUILD)/librevela.a $(LDLIBS) -lstdc++
+
+# The emulated kernels under ASan + UBSan: "device" buffers and shared memory are
+# host allocations of exact size, so a kernel's out-of-bounds access is reported.
+EMU_SAN = -fsanitize=address,undefined -fno-omit-frame-pointer
+EMU_ASAN_OBJ = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu-asan/kernels/%.o,$(CU_SRC))
+$(BUILD)/gpu-emu-asan/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h kernels/dev/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -O1 $(EMU_SAN) -x c++ -c $< -o $@
+$(BUILD)/gpu-emu-asan/test_gpu_ops: $(GPU_TEST_DEPS) $(EMU_ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(EMU_SAN) -DRV_CUDA_EMULATE -Ikernels $(ALL_LDFLAGS) $(EMU_SAN) -o $@ $< $(EMU_ASAN_OBJ) \
+	    $(BUILD)/librevela.a $(LDLIBS) -lstdc++
+
+# ---------------------------------------------------------------- targets
+.PHONY: gpu-tests gpu-emu gpu-emu-asan gpu-check
+ifneq ($(NVCC),)
+gpu-tests: $(BUILD)/gpu/test_gpu_ops $(BUILD)/gpu/bench_gpu
+else
+gpu-tests:
+	@echo "gpu-tests: nvcc not found; only the emulated test (make gpu-emu) can be built"
+endif
+gpu-emu: $(BUILD)/gpu-emu/test_gpu_ops $(BUILD)/gpu-emu/bench_gpu
+gpu-emu-asan: $(BUILD)/gpu-emu-asan/test_gpu_ops
+	$(BUILD)/gpu-emu-asan/test_gpu_ops
+
+gpu-check: gpu-tests gpu-emu
+	@$(BUILD)/gpu-emu/test_gpu_ops
+	@if [ -x $(BUILD)/gpu/test_gpu_ops ]; then $(BUILD)/gpu/test_gpu_ops; fi
+
+# In `make check` (tests/run.sh runs $(BUILD)/tests/test_*), except under sanitizers:
+# the emulator's fibers (swapcontext) and the CUDA runtime do not mix with ASan.
+ifeq ($(SAN),)
+$(BUILD)/tests/test_gpu_emu: $(BUILD)/gpu-emu/test_gpu_ops
+	@mkdir -p $(dir $@)
+	cp $< $@
+check: $(BUILD)/tests/test_gpu_emu
+ifneq ($(NVCC),)
+$(BUILD)/tests/test_gpu_ops: $(BUILD)/gpu/test_gpu_ops
+	@mkdir -p $(dir $@)
+	cp $< $@
+check: $(BUILD)/tests/test_gpu_ops
+endif
+endif
