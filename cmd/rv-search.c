@@ -12,6 +12,7 @@
 #include "json.h"
 #include "progress.h"
 #include "records.h"
+#include "search_bm25.h"
 #include "stream.h"
 #include "version.h"
 
@@ -413,6 +414,11 @@ static int run_dense(const search_opts *o)
 int main(int argc, char **argv)
 {
     rv_cli_init("rv-search");
+    /* --bm25 selects the lexical engine, whose options differ from the dense
+     * ones: hand the whole command line to it (cmd/common/search_bm25.c). */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--bm25") == 0)
+            return rv_search_bm25_main(argc, argv);
     static search_opts o;   /* large (the shard list): not on the stack */
     parse_args(argc, argv, &o);
     switch (o.mode) {
