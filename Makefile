@@ -114,7 +114,7 @@ bench: bench-build
 	@bench/run.sh
 
 demo: all
-	@scripts/demo.sh
+	@$(MAKE) --no-print-directory -f demo/Makefile
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
