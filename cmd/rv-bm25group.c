@@ -159,9 +159,7 @@ static void parse_args(int argc, char **argv, opts *o)
             bm25_only = 1;
             break;
         case OPT_DOCS_PER_GROUP:
-            o->docs_per_group = (uint32_t)rv_parse_uint("--docs-per-group", optarg, UINT32_MAX);
-            if (o->docs_per_group == 0)
-                rv_die_usage("--docs-per-group: expected at least 1, found 0");
+            o->docs_per_group = (uint32_t)rv_parse_count("--docs-per-group", optarg, UINT32_MAX);
             interleave_only = 1;
             break;
         case OPT_SRC: o->src = optarg; break;
@@ -181,13 +179,7 @@ static void parse_args(int argc, char **argv, opts *o)
             bm25_only = 1;
             break;
         case OPT_INDEX: o->index = optarg; bm25_only = 1; break;
-        case 't': {
-            unsigned long long t = rv_parse_uint("--threads", optarg, 4096);
-            if (t == 0)
-                rv_die_usage("--threads: expected at least 1, found 0");
-            o->threads = (int)t;
-            break;
-        }
+        case 't': o->threads = (int)rv_parse_count("--threads", optarg, 4096); break;
         case OPT_JSONL: o->jsonl = 1; break;
         case OPT_FROM_JSONL: o->from_jsonl = 1; break;
         case 'o': o->output = optarg; break;

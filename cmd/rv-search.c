@@ -3,8 +3,8 @@
  * loading lives in lib/emb_matrix.c and lib/npy.c, the search in
  * lib/dense_search.c, the selection in lib/topk.c.
  *
- * Options are collected into one struct; each search mode is one function
- * taking it (only the dense mode exists so far). */
+ * --bm25 hands the whole command line to the lexical front end
+ * (cmd/common/search_bm25.c) before any dense option is parsed. */
 #include "cli.h"
 #include "buf.h"
 #include "dense_search.h"
@@ -78,11 +78,9 @@ typedef struct {
     const char *ids;       /* id list of an .npy (NULL: row numbers) */
 } source;
 
-typedef enum { MODE_DENSE } search_mode;
 typedef enum { AGG_NONE, AGG_MAX } doc_agg;
 
 typedef struct {
-    search_mode mode;
     source corpus[MAX_SOURCES];
     int n_corpus;
     source queries;
@@ -124,7 +122,6 @@ static void parse_args(int argc, char **argv, search_opts *o)
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    o->mode = MODE_DENSE;
     o->k = DEFAULT_K;
     o->tag = DEFAULT_TAG;
     o->doc_sep = DEFAULT_DOC_SEP;
@@ -157,20 +154,8 @@ static void parse_args(int argc, char **argv, search_opts *o)
                 rv_die_usage("--queries-ids given twice");
             queries_ids = optarg;
             break;
-        case 'k': {
-            unsigned long long k = rv_parse_uint("--k", optarg, UINT32_MAX);
-            if (k == 0)
-                rv_die_usage("--k: expected at least 1, found 0");
-            o->k = (uint32_t)k;
-            break;
-        }
-        case 't': {
-            unsigned long long t = rv_parse_uint("--threads", optarg, 4096);
-            if (t == 0)
-                rv_die_usage("--threads: expected at least 1, found 0");
-            o->threads = (int)t;
-            break;
-        }
+        case 'k': o->k = (uint32_t)rv_parse_count("--k", optarg, UINT32_MAX); break;
+        case 't': o->threads = (int)rv_parse_count("--threads", optarg, 4096); break;
         case OPT_TAG:
             o->tag = optarg;
             break;
@@ -421,9 +406,5 @@ int main(int argc, char **argv)
             return rv_search_bm25_main(argc, argv);
     static search_opts o;   /* large (the shard list): not on the stack */
     parse_args(argc, argv, &o);
-    switch (o.mode) {
-    case MODE_DENSE:
-        return run_dense(&o);
-    }
-    return RV_EXIT_USAGE;
+    return run_dense(&o);
 }

@@ -39,6 +39,23 @@ void *rv_calloc(size_t count, size_t size)
     return p;
 }
 
+int rv_array_grow(void **p, size_t *cap, size_t need, size_t size, const char *what)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 256, bytes = 0;
+    while (ncap < need)
+        ncap *= 2;
+    if (rv_size_mul(ncap, size, &bytes, what) < 0)
+        return -1;
+    void *np = realloc(*p, bytes);
+    if (!np)
+        return rv_error_set("out of memory reading %s (%zu bytes)", what, bytes);
+    *p = np;
+    *cap = ncap;
+    return 0;
+}
+
 int rv_buf_reserve(rv_buf *b, size_t extra)
 {
     size_t need = 0;

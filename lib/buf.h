@@ -26,6 +26,11 @@ int rv_buf_printf(rv_buf *b, const char *fmt, ...)
     ;
 void rv_buf_free(rv_buf *b);
 
+/* Grows the array *p (of elements of `size` bytes, capacity *cap) so that it
+ * holds at least `need` elements, doubling from 256; `what` names it in
+ * errors. Returns 0, or -1 (error set) with *p and *cap unchanged. */
+int rv_array_grow(void **p, size_t *cap, size_t need, size_t size, const char *what);
+
 /* *out = a * b; returns -1 with an error naming `what` on overflow. */
 int rv_size_mul(size_t a, size_t b, size_t *out, const char *what);
 int rv_size_add(size_t a, size_t b, size_t *out, const char *what);

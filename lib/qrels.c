@@ -30,23 +30,6 @@ struct rv_qrels {
     size_t n_duplicates, first_duplicate_line;
 };
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 256, bytes;
-    while (ncap < need)
-        ncap *= 2;
-    if (rv_size_mul(ncap, size, &bytes, "qrels") < 0)
-        return -1;
-    void *np = realloc(*p, bytes);
-    if (!np)
-        return rv_error_set("out of memory reading judgments (%zu bytes)", bytes);
-    *p = np;
-    *cap = ncap;
-    return 0;
-}
-
 static size_t find_query(const rv_qrels *q, const char *qid, size_t len, uint32_t h, size_t *slot)
 {
     const rv_id_index *ix = &q->query_index;
@@ -72,7 +55,8 @@ static int add_judgment(rv_qrels *q, rv_str qid, rv_str docid, int32_t rel)
         size_t slot;
         qi = find_query(q, qid.p, qid.len, h, &slot);
         if (qi == SIZE_MAX) {
-            if (grow((void **)&q->queries, &q->cap_queries, q->n_queries + 1, sizeof *q->queries) < 0)
+            if (rv_array_grow((void **)&q->queries, &q->cap_queries, q->n_queries + 1, sizeof *q->queries,
+                              "judgments") < 0)
                 return -1;
             qi = q->n_queries++;
             q->queries[qi] = (query){qid.p, qid.len, 0, 0, 0, 0};
@@ -82,9 +66,10 @@ static int add_judgment(rv_qrels *q, rv_str qid, rv_str docid, int32_t rel)
     }
     if (docid.len > UINT32_MAX)
         return rv_error_set("document id of %zu bytes is too long", docid.len);
-    if (grow((void **)&q->judgments, &q->cap_judgments, q->n_judgments + 1, sizeof *q->judgments) < 0 ||
-        grow((void **)&q->judgment_query, &q->cap_judgment_query, q->n_judgments + 1,
-             sizeof *q->judgment_query) < 0)
+    if (rv_array_grow((void **)&q->judgments, &q->cap_judgments, q->n_judgments + 1, sizeof *q->judgments,
+                      "judgments") < 0 ||
+        rv_array_grow((void **)&q->judgment_query, &q->cap_judgment_query, q->n_judgments + 1,
+                      sizeof *q->judgment_query, "judgments") < 0)
         return -1;
     q->judgment_query[q->n_judgments] = (uint32_t)qi;
     q->judgments[q->n_judgments++] = (rv_judgment){docid.p, (uint32_t)docid.len, rel, 0};

@@ -55,23 +55,6 @@ struct rv_trec_run {
     rv_run_repeat first_repeat;
 };
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 256, bytes;
-    while (ncap < need)
-        ncap *= 2;
-    if (rv_size_mul(ncap, size, &bytes, "run") < 0)
-        return -1;
-    void *np = realloc(*p, bytes);
-    if (!np)
-        return rv_error_set("out of memory reading the run (%zu bytes)", bytes);
-    *p = np;
-    *cap = ncap;
-    return 0;
-}
-
 static const char *copy_id(rv_trec_run *r, const char *s, size_t len)
 {
     block *b = r->blocks;
@@ -116,7 +99,7 @@ static int intern_query(query_table *t, rv_str qid, rv_trec_run *r, int copy, si
     }
     if (t->n >= UINT32_MAX)
         return rv_error_set("more than %u queries", UINT32_MAX);
-    if (grow((void **)&t->items, &t->cap, t->n + 1, sizeof *t->items) < 0)
+    if (rv_array_grow((void **)&t->items, &t->cap, t->n + 1, sizeof *t->items, "the run") < 0)
         return -1;
     const char *id = qid.p;
     if (copy && !(id = copy_id(r, qid.p, qid.len)))
@@ -234,7 +217,7 @@ static int parse_text(rv_trec_run *r, const char *name)
         pieces[i].first_line = total;
         total += pieces[i].n_lines;
     }
-    if (grow((void **)&r->docs, &r->cap_docs, total ? total : 1, sizeof *r->docs) < 0)
+    if (rv_array_grow((void **)&r->docs, &r->cap_docs, total ? total : 1, sizeof *r->docs, "the run") < 0)
         return -1;
     #pragma omp parallel for schedule(static, 1)
     for (long i = 0; i < np; i++)
@@ -316,7 +299,8 @@ static int parse_stream(rv_trec_run *r, const char *name)
                 goto bad_record;
             }
             const char *id = copy_id(r, h.docid.p, h.docid.len);
-            if (!id || grow((void **)&r->docs, &r->cap_docs, r->n_docs + 1, sizeof *r->docs) < 0)
+            if (!id ||
+                rv_array_grow((void **)&r->docs, &r->cap_docs, r->n_docs + 1, sizeof *r->docs, "the run") < 0)
                 goto bad_record;
             r->docs[r->n_docs++] = make_doc(id, h.docid.len, qi, h.score);
         }

@@ -189,6 +189,14 @@ unsigned long long rv_parse_uint(const char *opt, const char *s, unsigned long l
     return v;
 }
 
+unsigned long long rv_parse_count(const char *opt, const char *s, unsigned long long max)
+{
+    unsigned long long v = rv_parse_uint(opt, s, max);
+    if (v == 0)
+        rv_die_usage("%s: expected at least 1, found 0", opt);
+    return v;
+}
+
 double rv_parse_double(const char *opt, const char *s)
 {
     char *end;

@@ -53,6 +53,8 @@ void rv_output_commit(rv_output *o);
 
 /* Parses a non-negative integer option value or exits 2 naming the option. */
 unsigned long long rv_parse_uint(const char *opt, const char *s, unsigned long long max);
+/* The same for a count that must be at least 1. */
+unsigned long long rv_parse_count(const char *opt, const char *s, unsigned long long max);
 double rv_parse_double(const char *opt, const char *s);
 
 #endif

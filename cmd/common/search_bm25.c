@@ -112,21 +112,9 @@ static void parse_args(int argc, char **argv, bm25_opts *o)
         switch (c) {
         case OPT_BM25: break;
         case 'c': o->corpus = optarg; break;
-        case 'k': {
-            unsigned long long k = rv_parse_uint("--k", optarg, UINT32_MAX / 2);
-            if (k == 0)
-                rv_die_usage("--k: expected at least 1, found 0");
-            o->k = (uint32_t)k;
-            break;
-        }
+        case 'k': o->k = (uint32_t)rv_parse_count("--k", optarg, UINT32_MAX / 2); break;
         case OPT_INDEX: o->index = optarg; break;
-        case 't': {
-            unsigned long long t = rv_parse_uint("--threads", optarg, 4096);
-            if (t == 0)
-                rv_die_usage("--threads: expected at least 1, found 0");
-            o->threads = (int)t;
-            break;
-        }
+        case 't': o->threads = (int)rv_parse_count("--threads", optarg, 4096); break;
         case OPT_VARIANT:
             if (rv_bm25_variant_parse(optarg, &o->params.variant) < 0)
                 rv_die_usage("--%s", rv_error_get());
