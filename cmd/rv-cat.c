@@ -88,6 +88,22 @@ static void info_file(const char *path, FILE *out)
     rv_close_input(in);
 }
 
+/* Opens the output stream; emb streams record the dimension learned from
+ * the first record (0 when there was none) and the dtype. */
+static rv_stream_writer *open_writer(const rv_kind *k, rv_output *o, const rv_emb_json_state *emb, int level)
+{
+    char meta[256];
+    if (strcmp(k->name, "emb") == 0)
+        snprintf(meta, sizeof meta, "{\"producer\":\"rv-cat %s\",\"dim\":%u,\"dtype\":\"%s\"}", RV_VERSION,
+                 emb->dim, rv_dtype_name(emb->dtype));
+    else
+        snprintf(meta, sizeof meta, "{\"producer\":\"rv-cat %s\"}", RV_VERSION);
+    rv_stream_writer *w = rv_stream_writer_open(o->f, o->path, k->name, k->version, meta, level);
+    if (!w)
+        rv_die_lib();
+    return w;
+}
+
 /* JSONL lines of all inputs -> one stream. The writer is opened at the first
  * record for emb (its dimension comes from the data). */
 static void encode_files(const rv_kind *k, char **paths, int n_paths, rv_output *o, rv_dtype dtype, int level)
@@ -96,7 +112,6 @@ static void encode_files(const rv_kind *k, char **paths, int n_paths, rv_output 
     rv_buf rec = {0};
     rv_emb_json_state emb = {0, dtype, 0};
     rv_stream_writer *w = NULL;
-    char meta[256];
     for (int i = 0; i < (n_paths ? n_paths : 1); i++) {
         const char *path = n_paths ? paths[i] : "-";
         const char *shown = strcmp(path, "-") == 0 ? "<stdin>" : path;
@@ -120,16 +135,8 @@ static void encode_files(const rv_kind *k, char **paths, int n_paths, rv_output 
             rec.len = 0;
             if (k->from_json(v, &emb, &rec) < 0)
                 rv_die("%s:%zu: %s", shown, lr.lineno, rv_error_get());
-            if (!w) {
-                if (strcmp(k->name, "emb") == 0)
-                    snprintf(meta, sizeof meta, "{\"producer\":\"rv-cat %s\",\"dim\":%u,\"dtype\":\"%s\"}",
-                             RV_VERSION, emb.dim, rv_dtype_name(dtype));
-                else
-                    snprintf(meta, sizeof meta, "{\"producer\":\"rv-cat %s\"}", RV_VERSION);
-                w = rv_stream_writer_open(o->f, o->path, k->name, k->version, meta, level);
-                if (!w)
-                    rv_die_lib();
-            }
+            if (!w)
+                w = open_writer(k, o, &emb, level);
             if (rv_stream_write(w, rec.data, rec.len) < 0)
                 rv_die_lib();
         }
@@ -138,16 +145,8 @@ static void encode_files(const rv_kind *k, char **paths, int n_paths, rv_output 
         rv_lines_free(&lr);
         rv_close_input(in);
     }
-    if (!w) { /* no records: still a valid, empty stream */
-        if (strcmp(k->name, "emb") == 0)
-            snprintf(meta, sizeof meta, "{\"producer\":\"rv-cat %s\",\"dim\":0,\"dtype\":\"%s\"}",
-                     RV_VERSION, rv_dtype_name(dtype));
-        else
-            snprintf(meta, sizeof meta, "{\"producer\":\"rv-cat %s\"}", RV_VERSION);
-        w = rv_stream_writer_open(o->f, o->path, k->name, k->version, meta, level);
-        if (!w)
-            rv_die_lib();
-    }
+    if (!w) /* no records: still a valid, empty stream (emb: dim 0) */
+        w = open_writer(k, o, &emb, level);
     if (rv_stream_writer_finish(w) < 0)
         rv_die_lib();
     rv_stream_writer_free(w);
