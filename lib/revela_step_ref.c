@@ -19,9 +19,13 @@ const char *const rv_proj_names[RV_N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_p
 /* ---------------------------------------------------------------- allocation */
 typedef struct {
     void **ptr;
-    size_t n, cap;
+    size_t n, cap, bytes;
     int failed;
 } alloc_list;
+
+/* Bytes held by all lists of the step running on this thread, and their
+ * peak: the activation figure rv-train reports. */
+static _Thread_local size_t live_bytes, peak_bytes;
 
 /* Zeroed floats owned by the list; NULL (and al->failed) on failure. */
 static float *take(alloc_list *al, size_t count)
@@ -42,6 +46,9 @@ static float *take(alloc_list *al, size_t count)
         return NULL;
     }
     al->ptr[al->n++] = f;
+    al->bytes += count * sizeof *f;
+    live_bytes += count * sizeof *f;
+    peak_bytes = live_bytes > peak_bytes ? live_bytes : peak_bytes;
     return f;
 }
 
@@ -49,6 +56,7 @@ static void alloc_list_free(alloc_list *al)
 {
     for (size_t i = 0; i < al->n; i++)
         free(al->ptr[i]);
+    live_bytes -= al->bytes;
     free(al->ptr);
     memset(al, 0, sizeof *al);
 }
@@ -68,6 +76,7 @@ typedef struct {
     int B, L;
     size_t n;                        /* B * L rows */
     const int *lengths;
+    const int32_t *ids;              /* [n] input token ids (for the embedding gradient) */
     float dropout;                   /* LoRA dropout probability */
     uint64_t dropout_seed, dropout_base;   /* mask stream = dropout_base + layer * 8 + projection */
     layer_acts *layers;
@@ -254,6 +263,7 @@ static int pass_forward(pass_acts *a, const int32_t *ids, const rv_rope_table *r
         rv_error_set("revela step: out of memory for a forward pass");
         goto done;
     }
+    a->ids = ids;
     if (rv_embed_lookup(n, m->hidden, m->vocab, m->embed, ids, x) != 0)
         goto done;
     for (int l = 0; l < m->n_layers; l++)
@@ -272,6 +282,9 @@ done:
 static int lora_back(const layer_acts *la, const rv_lora_linear *p, size_t n, const float *x, const float *xa,
                      const float *dy, float *dx, rv_step_layer_grads *g, int which)
 {
+    if ((g->weight[which] || g->bias[which]) &&   /* full-parameter training: the base weight's own gradient */
+        rv_linear_weight_grad(n, p->in, p->out, x, dy, g->weight[which], p->bias ? g->bias[which] : NULL) != 0)
+        return -1;
     return rv_lora_linear_backward(p, n, la->keep[which] ? la->x_lora[which] : x, la->keep[which], xa, dy, dx,
                                    g->lora_a[which], g->lora_b[which]);
 }
@@ -302,7 +315,7 @@ static int layer_backward(pass_acts *a, int l, const rv_rope_table *rope, float 
     if (lora_back(la, &P[RV_PROJ_GATE], n, la->u2, la->xa[RV_PROJ_GATE], dgate, du, g, RV_PROJ_GATE) != 0 ||
         lora_back(la, &P[RV_PROJ_UP], n, la->u2, la->xa[RV_PROJ_UP], dup, du, g, RV_PROJ_UP) != 0)
         return -1;
-    rv_rmsnorm_backward(n, m->hidden, la->x_mid, w->post_norm, la->rstd2, du, dx, NULL);
+    rv_rmsnorm_backward(n, m->hidden, la->x_mid, w->post_norm, la->rstd2, du, dx, g->post_norm);
     /* attention: x_mid = x_in + o_proj(S_self + C) */
     if (lora_back(la, &P[RV_PROJ_O], n, la->o_in, la->xa[RV_PROJ_O], dx, do_in, g, RV_PROJ_O) != 0)
         return -1;
@@ -321,7 +334,7 @@ static int layer_backward(pass_acts *a, int l, const rv_rope_table *rope, float 
         lora_back(la, &P[RV_PROJ_K], n, la->u, la->xa[RV_PROJ_K], dk, du, g, RV_PROJ_K) != 0 ||
         lora_back(la, &P[RV_PROJ_V], n, la->u, la->xa[RV_PROJ_V], dv, du, g, RV_PROJ_V) != 0)
         return -1;
-    rv_rmsnorm_backward(n, m->hidden, la->x_in, w->input_norm, la->rstd1, du, dx, NULL);
+    rv_rmsnorm_backward(n, m->hidden, la->x_in, w->input_norm, la->rstd1, du, dx, g->input_norm);
     return 0;
 }
 
@@ -329,7 +342,7 @@ static int layer_backward(pass_acts *a, int l, const rv_rope_table *rope, float 
  * dk_seed/dv_seed: per-layer K/V gradient buffers to start from (pass A),
  * or NULL to start from zero. */
 static int pass_backward(pass_acts *a, const rv_rope_table *rope, const float *dh, float **dk_seed, float **dv_seed,
-                         rv_step_layer_grads *grads, const inbatch_link *ib)
+                         rv_step_layer_grads *grads, const rv_step_decoder_grads *dg, const inbatch_link *ib)
 {
     const rv_step_decoder *m = a->m;
     const size_t n = a->n, D = (size_t)m->hidden, KW = (size_t)m->n_kv_heads * m->head_dim;
@@ -341,7 +354,7 @@ static int pass_backward(pass_acts *a, const rv_rope_table *rope, const float *d
         goto done;
     }
     if (dh)
-        rv_rmsnorm_backward(n, m->hidden, a->x_final, m->final_norm, a->rstd_f, dh, dx, NULL);
+        rv_rmsnorm_backward(n, m->hidden, a->x_final, m->final_norm, a->rstd_f, dh, dx, dg ? dg->final_norm : NULL);
     for (int l = m->n_layers - 1; l >= 0; l--) {
         float *dk = dk0, *dv = dv0;
         if (dk_seed) {
@@ -354,6 +367,8 @@ static int pass_backward(pass_acts *a, const rv_rope_table *rope, const float *d
         if (layer_backward(a, l, rope, dx, dk, dv, &grads[l], ib, &tmp) != 0)
             goto done;
     }
+    if (dg && dg->embed)
+        rv_embed_backward(n, m->hidden, a->ids, dx, dg->embed);
     rc = 0;
 done:
     alloc_list_free(&tmp);
@@ -401,6 +416,7 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
         return rv_error_prefix("revela step");
 
     const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)retriever->hidden, DL = (size_t)lm->hidden;
+    peak_bytes = live_bytes;
     pass_acts pp = {0}, pq = {0}, pa = {0}, pb = {0};
     rv_rope_table rope_r = {0}, rope_l = {0};
     alloc_list mem = {0};
@@ -454,35 +470,43 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
         rv_error_set("revela step: no target tokens (every chunk has length 1)");
         goto done;
     }
-    /* pass A's own loss, no gradient: the LM without in-batch attention (a
-     * diagnostic; the reference computes and ignores it unless dual_loss) */
+    /* pass A's own loss: the LM without in-batch attention. The reference
+     * computes it and ignores it unless dual_loss, which adds it (and its
+     * gradient, seeded into pass A's backward with the K/V gradients). */
     double plain_sum = 0;
-    if (rv_lm_head_ce(n, lm->hidden, lm->vocab, pa.h, lm->lm_head, targets, 0.0f, &plain_sum, NULL) != 0)
+    float *dh_a = NULL;
+    if (opts->dual_loss && !(dh_a = take(&mem, n * DL))) {
+        rv_error_set("revela step: out of memory");
+        goto done;
+    }
+    if (rv_lm_head_ce(n, lm->hidden, lm->vocab, pa.h, lm->lm_head, targets,
+                      dh_a ? (float)(1.0 / (double)n_targets) : 0.0f, &plain_sum, dh_a, NULL) != 0)
         goto done;
     memset(dh, 0, n * DL * sizeof *dh);
     if (rv_lm_head_ce(n, lm->hidden, lm->vocab, pb.h, lm->lm_head, targets, (float)(1.0 / (double)n_targets),
-                      &loss_sum, dh) != 0)
+                      &loss_sum, dh, NULL) != 0)
         goto done;
     /* 6. backward through pass B (yields pass-A K/V gradients and dL/dW), 7. pass A */
-    if (pass_backward(&pb, &rope_l, dh, NULL, NULL, lm_grads, &ib) != 0)
+    if (pass_backward(&pb, &rope_l, dh, NULL, NULL, lm_grads, NULL, &ib) != 0)
         goto done;
     free_pass(&pb);
-    if (pass_backward(&pa, &rope_l, NULL, dk_a, dv_a, lm_grads, NULL) != 0)
+    if (pass_backward(&pa, &rope_l, opts->dual_loss ? dh_a : NULL, dk_a, dv_a, lm_grads, NULL, NULL) != 0)
         goto done;
     free_pass(&pa);
     /* 8. W -> S -> embeddings, 9. retriever passes */
     rv_inbatch_weights_backward(B, retriever->hidden, q_emb, p_emb, W, opts->tau, dW, dS, dq_emb, dp_emb);
     memset(dh, 0, n * DR * sizeof *dh);
     rv_eos_pool_l2_backward(B, L, retriever->hidden, batch->p_len, p_emb, p_norm, dp_emb, dh);
-    if (pass_backward(&pp, &rope_r, dh, NULL, NULL, retriever_grads, NULL) != 0)
+    if (pass_backward(&pp, &rope_r, dh, NULL, NULL, retriever_grads, NULL, NULL) != 0)
         goto done;
     memset(dh, 0, n * DR * sizeof *dh);
     rv_eos_pool_l2_backward(B, L, retriever->hidden, batch->q_len, q_emb, q_norm, dq_emb, dh);
-    if (pass_backward(&pq, &rope_r, dh, NULL, NULL, retriever_grads, NULL) != 0)
+    if (pass_backward(&pq, &rope_r, dh, NULL, NULL, retriever_grads, NULL, NULL) != 0)
         goto done;
 
-    result->loss = loss_sum / (double)n_targets;
     result->loss_plain = plain_sum / (double)n_targets;
+    result->loss = loss_sum / (double)n_targets + (opts->dual_loss ? result->loss_plain : 0.0);
+    result->activation_bytes = peak_bytes;
     result->n_targets = n_targets;
     if (result->s)
         memcpy(result->s, S, BB * sizeof *S);
@@ -508,5 +532,56 @@ done:
     free(targets);
     free(dk_a);
     free(dv_a);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- plain LM step */
+int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_step_dropout *dropout,
+               rv_step_layer_grads *lm_grads, const rv_step_decoder_grads *dec_grads, rv_step_result *result)
+{
+    if (dropout && !(dropout->p >= 0 && dropout->p < 1))
+        return rv_error_set("lm step: LoRA dropout must be in [0, 1), found %g", (double)dropout->p);
+    if (check_decoder(lm, "lm", 1) != 0 || check_grads(lm, lm_grads, "lm") != 0)
+        return -1;
+    const int B = batch->batch, L = batch->seq_len;
+    if (B < 1 || L < 1 || (size_t)B * L > (size_t)INT_MAX)
+        return rv_error_set("lm step: expected 1 <= batch*seq_len <= %d, found %d x %d", INT_MAX, B, L);
+    rv_attn_shape shape = {B, L, lm->n_heads, lm->n_kv_heads, lm->head_dim};
+    if (rv_attn_shape_check(&shape, batch->x_len) != 0)
+        return rv_error_prefix("lm step");
+    const size_t n = (size_t)B * L;
+    peak_bytes = live_bytes;
+    pass_acts pa = {0};
+    rv_rope_table rope = {0};
+    alloc_list mem = {0};
+    int rc = -1;
+    float *dh = take(&mem, n * (size_t)lm->hidden);
+    int32_t *targets = malloc(n * sizeof *targets);
+    if (mem.failed || !targets) {
+        rv_error_set("lm step: out of memory");
+        goto done;
+    }
+    if (rv_rope_table_init(&rope, L, lm->head_dim, lm->inv_freq) != 0 ||
+        alloc_pass(&pa, lm, B, L, batch->x_len, 0, dropout, 2) != 0 || pass_forward(&pa, batch->x_ids, &rope, NULL) != 0)
+        goto done;
+    size_t n_targets = rv_lm_targets(B, L, batch->x_ids, batch->x_len, targets);
+    if (n_targets == 0) {
+        rv_error_set("lm step: no target tokens (every sequence has length 1)");
+        goto done;
+    }
+    double loss_sum = 0;
+    if (rv_lm_head_ce(n, lm->hidden, lm->vocab, pa.h, lm->lm_head, targets, (float)(1.0 / (double)n_targets),
+                      &loss_sum, dh, dec_grads ? dec_grads->lm_head : NULL) != 0 ||
+        pass_backward(&pa, &rope, dh, NULL, NULL, lm_grads, dec_grads, NULL) != 0)
+        goto done;
+    result->loss = result->loss_plain = loss_sum / (double)n_targets;
+    result->n_targets = n_targets;
+    result->activation_bytes = peak_bytes;
+    rc = 0;
+done:
+    free_pass(&pa);
+    rv_rope_table_free(&rope);
+    alloc_list_free(&mem);
+    free(targets);
     return rc;
 }

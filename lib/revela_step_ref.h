@@ -48,10 +48,20 @@ typedef struct {
 } rv_step_decoder;
 
 /* Gradients of one layer's adapters, same shapes as lora_a / lora_b;
- * accumulated into (zero them before the first micro-batch). */
+ * accumulated into (zero them before the first micro-batch). The base
+ * weight, bias and norm gradients are for full-parameter training
+ * (rv_lm_step only); NULL: that tensor is frozen. */
 typedef struct {
     float *lora_a[RV_N_PROJ], *lora_b[RV_N_PROJ];
+    float *weight[RV_N_PROJ], *bias[RV_N_PROJ];
+    float *input_norm, *post_norm;
 } rv_step_layer_grads;
+
+/* Full-parameter gradients outside the layers (NULL: frozen). When the
+ * head is tied, lm_head and embed are the same buffer. */
+typedef struct {
+    float *embed, *final_norm, *lm_head;
+} rv_step_decoder_grads;
 
 /* One group: B chunks, every view padded to seq_len. p: "passage: " view,
  * q: first-half "query: " view (retriever ids; EOS at len-1), x: LM ids. */
@@ -67,6 +77,7 @@ typedef struct {
     float v_norm_eps;              /* 1e-6 */
     rv_sim_numerics similarity;    /* RV_SIM_FP32 or the bf16 emulation */
     int skip_zero_weights;         /* skip pairs with W_ij == 0 exactly (see inbatch_attn.h) */
+    int dual_loss;                 /* 1: loss = CE(pass B) + CE(pass A), both with gradient */
 } rv_step_opts;
 
 /* LoRA dropout on every adapter's input. The masks are a function of
@@ -79,8 +90,9 @@ typedef struct {
 
 /* Outputs besides the gradients; every pointer may be NULL. */
 typedef struct {
-    double loss;                   /* token-mean cross-entropy of pass B */
-    double loss_plain;             /* the same for pass A (no in-batch attention; no gradient) */
+    double loss;                   /* the objective: token-mean cross-entropy of pass B (+ pass A's when dual_loss) */
+    double loss_plain;             /* token-mean cross-entropy of pass A (no in-batch attention) */
+    size_t activation_bytes;       /* peak bytes of activations and backward scratch held by the step */
     size_t n_targets;              /* tokens the mean is over */
     float *s, *w, *dw, *ds;        /* [batch*batch]: S, W, dL/dW, dL/dS */
     float *q_emb, *p_emb;          /* [batch*retriever hidden] */
@@ -99,5 +111,14 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
                                const rv_step_batch *batch, const rv_step_opts *opts, const rv_step_dropout *dropout,
                                rv_step_layer_grads *retriever_grads, rv_step_layer_grads *lm_grads,
                                rv_step_result *result);
+
+/* The plain causal-LM step (rv-train --objective lm): one forward pass of
+ * lm over batch->x_ids / x_len (p/q views unused), token-mean next-token
+ * cross-entropy, backward into the LoRA gradients of lm_grads and, where
+ * their pointers are set, the full-parameter gradients of lm_grads and
+ * dec_grads (NULL: none). result->loss (== loss_plain) and n_targets are
+ * set; the W fields are not touched. */
+int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_step_dropout *dropout,
+               rv_step_layer_grads *lm_grads, const rv_step_decoder_grads *dec_grads, rv_step_result *result);
 
 #endif

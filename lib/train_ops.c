@@ -415,7 +415,7 @@ size_t rv_lm_targets(int batch, int seq_len, const int32_t *ids, const int *leng
 enum { CE_BLOCK = 32 };   /* rows per logits block: CE_BLOCK * vocab floats per thread */
 
 int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *head, const int32_t *targets,
-                  float grad_scale, double *loss_sum, float *dx)
+                  float grad_scale, double *loss_sum, float *dx, float *dhead)
 {
     *loss_sum = 0;
     if (dim <= 0 || vocab <= 0)
@@ -445,7 +445,9 @@ int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *hea
         return rv_error_set("lm_head_ce: out of memory");
     }
     int failed = 0;
-    #pragma omp parallel if (n_valid * (size_t)vocab * dim >= RV_PAR_MIN_WORK)
+    /* dhead is summed over blocks: one thread then, in block order, so the
+     * result does not depend on the schedule (BLAS threads the products) */
+    #pragma omp parallel if (!dhead && n_valid * (size_t)vocab * dim >= RV_PAR_MIN_WORK)
     {
         float *logits = malloc((size_t)CE_BLOCK * vocab * sizeof *logits);
         float *xb = malloc((size_t)CE_BLOCK * dim * sizeof *xb);
@@ -474,12 +476,14 @@ int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *hea
                     sum += exp((double)z[c] - m);
                 double lse = m + log(sum);
                 block_loss[blk] += lse - z[tgt];
-                if (dx) {   /* the logits row becomes its gradient */
+                if (dx || dhead) {   /* the logits row becomes its gradient */
                     for (int c = 0; c < vocab; c++)
                         z[c] = (float)(exp((double)z[c] - lse) * grad_scale);
                     z[tgt] -= grad_scale;
                 }
             }
+            if (dhead)   /* dhead[vocab, dim] += dlogits^T xb */
+                rv_gemm(1, 0, vocab, dim, nb, 1.0f, logits, vocab, xb, dim, 1.0f, dhead, dim);
             if (dx) {
                 rv_gemm(0, 0, nb, dim, vocab, 1.0f, logits, vocab, head, dim, 0.0f, dxb, dim);
                 for (int i = 0; i < nb; i++) {
@@ -543,6 +547,30 @@ void rv_eos_pool_l2_backward(int batch, int seq_len, int dim, const int *lengths
 }
 
 /* ---------------------------------------------------------------- embeddings */
+void rv_embed_backward(size_t n, int dim, const int32_t *ids, const float *dout, float *dtable)
+{
+    for (size_t r = 0; r < n; r++) {   /* serial: rows with the same id add in row order */
+        float *d = dtable + (size_t)ids[r] * dim;
+        const float *g = dout + r * dim;
+        for (int c = 0; c < dim; c++)
+            d[c] += g[c];
+    }
+}
+
+int rv_linear_weight_grad(size_t n, int in, int out, const float *x, const float *dy, float *dweight, float *dbias)
+{
+    if (n > (size_t)INT_MAX || in <= 0 || out <= 0)
+        return rv_error_set("linear_weight_grad: expected 0 < rows <= %d and positive sizes, found %zu rows %dx%d",
+                            INT_MAX, n, out, in);
+    if (dweight && n > 0)
+        rv_gemm(1, 0, out, in, (int)n, 1.0f, dy, out, x, in, 1.0f, dweight, in);
+    if (dbias)
+        for (size_t r = 0; r < n; r++)
+            for (int o = 0; o < out; o++)
+                dbias[o] += dy[r * out + o];
+    return 0;
+}
+
 int rv_embed_lookup(size_t n, int dim, int vocab, const float *table, const int32_t *ids, float *out)
 {
     for (size_t r = 0; r < n; r++) {

@@ -20,8 +20,10 @@
  *    output is skipped. The one exception is rv_rope_backward (in place).
  *  - Functions that allocate scratch memory or validate inputs return 0, or
  *    -1 with a message set by rv_error_set(); the others return void.
- *  - Frozen tensors (base weights, norms, embeddings, LM head) get no
- *    gradient, except RMSNorm's optional weight gradient for testing.
+ *  - Base weights, norms, embeddings and the LM head get gradients only
+ *    through the full-parameter ops (rv_linear_weight_grad,
+ *    rv_embed_backward, RMSNorm's dw, the CE's dhead): rv-train
+ *    --objective lm --full.
  */
 #ifndef RV_TRAIN_OPS_H
 #define RV_TRAIN_OPS_H
@@ -136,9 +138,12 @@ size_t rv_lm_targets(int batch, int seq_len, const int32_t *ids, const int *leng
  * When dx is not NULL, dx_r += grad_scale * (softmax_r - onehot_r) head
  * (grad_scale = 1/n_targets for the token mean). Valid rows are processed in
  * blocks, so at most a block of rows times the vocabulary is held at once
- * (per thread); no full logits tensor. Targets >= vocab are an error. */
+ * (per thread); no full logits tensor. Targets >= vocab are an error.
+ * When dhead is not NULL (full-parameter training), dhead[vocab, dim] +=
+ * grad_scale * (softmax - onehot)^T x as well; the blocks then run on one
+ * thread in order (BLAS still threads each product). */
 int rv_lm_head_ce(size_t n, int dim, int vocab, const float *x, const float *head, const int32_t *targets,
-                  float grad_scale, double *loss_sum, float *dx);
+                  float grad_scale, double *loss_sum, float *dx, float *dhead);
 
 /* ---------------------------------------------------------------- EOS pooling
  * e[b] = h[b, lengths[b]-1] / max(||h[b, lengths[b]-1]||, 1e-12) for
@@ -152,5 +157,13 @@ void rv_eos_pool_l2_backward(int batch, int seq_len, int dim, const int *lengths
 /* ---------------------------------------------------------------- embeddings
  * out[r] = table[ids[r]]; ids outside [0, vocab) are an error naming the row. */
 int rv_embed_lookup(size_t n, int dim, int vocab, const float *table, const int32_t *ids, float *out);
+/* dtable[ids[r]] += dout[r] (ids already checked by the lookup). */
+void rv_embed_backward(size_t n, int dim, const int32_t *ids, const float *dout, float *dtable);
+
+/* ---------------------------------------------------------------- full-parameter linear
+ * The frozen-weight gradients of y = x W^T + bias, for full-parameter
+ * training: dweight[out, in] += dy^T x, dbias[out] += column sums of dy
+ * (either may be NULL). */
+int rv_linear_weight_grad(size_t n, int in, int out, const float *x, const float *dy, float *dweight, float *dbias);
 
 #endif

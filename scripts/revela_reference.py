@@ -64,7 +64,9 @@ CONFIGS = {
 }
 # (name, tau, v_norm): moderate tau so that W is not one-hot and the gradient
 # through W is non-trivial, plus the paper's tau = 1e-4 (W near one-hot).
-VARIANTS = [("vnorm", 0.1, True), ("plain", 0.1, False), ("sharp", 1e-4, True)]
+# (name, tau, v_norm, dual_loss)
+VARIANTS = [("vnorm", 0.1, True, False), ("plain", 0.1, False, False), ("sharp", 1e-4, True, False),
+            ("dual", 0.1, True, True)]
 
 
 # ----------------------------------------------------------------- weights
@@ -239,9 +241,7 @@ def similarity_weights(S, tau):
     return jax.nn.softmax(Z, axis=-1)
 
 
-def lm_loss(cfg, base, lora, x_ids, x_len, targets, inv_freq, W, v_norm):
-    _, kv_a = decoder(cfg, base, lora, "lm.", x_ids, x_len, inv_freq)                        # pass A
-    h, _ = decoder(cfg, base, lora, "lm.", x_ids, x_len, inv_freq, inbatch=(W, kv_a, v_norm))  # pass B
+def token_mean_ce(cfg, base, h, targets):
     head = base["lm.embed_tokens"] if cfg["tied"] else base["lm.lm_head"]
     logp = jax.nn.log_softmax(h @ head.T, axis=-1)
     valid = targets >= 0
@@ -249,7 +249,27 @@ def lm_loss(cfg, base, lora, x_ids, x_len, targets, inv_freq, W, v_norm):
     return -jnp.sum(jnp.where(valid, picked, 0.0)) / jnp.sum(valid)
 
 
-def revela_step(cfg, base, lora_r, lora_l, batch, inv_freq, tau, v_norm):
+def lm_loss(cfg, base, lora, x_ids, x_len, targets, inv_freq, W, v_norm, dual=False):
+    """CE of pass B; with dual (the reference's unused dual_loss option) plus pass A's own CE."""
+    h_a, kv_a = decoder(cfg, base, lora, "lm.", x_ids, x_len, inv_freq)                        # pass A
+    h, _ = decoder(cfg, base, lora, "lm.", x_ids, x_len, inv_freq, inbatch=(W, kv_a, v_norm))  # pass B
+    loss = token_mean_ce(cfg, base, h, targets)
+    return loss + token_mean_ce(cfg, base, h_a, targets) if dual else loss
+
+
+def plain_lm_step(cfg, base, lora, batch, inv_freq):
+    """rv-train --objective lm: token-mean CE of one causal pass over x, and its
+    gradients w.r.t. the LM's LoRA factors and every LM base tensor."""
+    targets = lm_targets(batch["x_ids"], batch["x_len"])
+    lm_base = {k: v for k, v in base.items() if k.startswith("lm.")}
+
+    def f(ll, lb):
+        h, _ = decoder(cfg, {**base, **lb}, ll, "lm.", batch["x_ids"], batch["x_len"], inv_freq)
+        return token_mean_ce(cfg, {**base, **lb}, h, targets)
+    return jax.value_and_grad(f, argnums=(0, 1))(lora, lm_base)
+
+
+def revela_step(cfg, base, lora_r, lora_l, batch, inv_freq, tau, v_norm, dual=False):
     """Loss, intermediates and gradients of one step (float64)."""
     def sim(lr):
         q = encode(cfg, base, lr, batch["q_ids"], batch["q_len"], inv_freq)
@@ -260,7 +280,7 @@ def revela_step(cfg, base, lora_r, lora_l, batch, inv_freq, tau, v_norm):
     W, vjp_w = jax.vjp(lambda s: similarity_weights(s, tau), S)
     targets = lm_targets(batch["x_ids"], batch["x_len"])
     loss, (dW, d_lm) = jax.value_and_grad(
-        lambda w, ll: lm_loss(cfg, base, ll, batch["x_ids"], batch["x_len"], targets, inv_freq, w, v_norm),
+        lambda w, ll: lm_loss(cfg, base, ll, batch["x_ids"], batch["x_len"], targets, inv_freq, w, v_norm, dual),
         argnums=(0, 1))(W, lora_l)
     (dS,) = vjp_w(dW)
     (d_retr,) = vjp_sim(dS)
@@ -292,9 +312,9 @@ def step_fixture(name, cfg, outdir):
     tensors["batch.targets"] = lm_targets(batch["x_ids"], batch["x_len"])
     jbatch = {k: (jnp.asarray(v) if k.endswith("ids") else [int(t) for t in v]) for k, v in batch.items()}
     variants = []
-    for vname, tau, v_norm in VARIANTS:
+    for vname, tau, v_norm, dual in VARIANTS:
         out, d_retr, d_lm = revela_step(cfg, base, as_f64(lora_r), as_f64(lora_l), jbatch,
-                                        jnp.asarray(inv_freq, dtype=jnp.float64), tau, v_norm)
+                                        jnp.asarray(inv_freq, dtype=jnp.float64), tau, v_norm, dual)
         pre = f"out.{vname}."
         for k in ("loss",):
             tensors[pre + k] = np.array([float(out[k])], dtype=np.float64)
@@ -312,7 +332,17 @@ def step_fixture(name, cfg, outdir):
         print(f"{name}/{vname}: tau={tau} v_norm={v_norm} loss={float(out['loss']):.10f} "
               f"targets={out['n_targets']} W offdiag min={off.min():.3g} max={off.max():.3g} "
               f"|dS|max={np.abs(np.asarray(out['dS'])).max():.3g}")
-        variants.append(dict(name=vname, tau=tau, v_norm=v_norm, n_targets=out["n_targets"]))
+        variants.append(dict(name=vname, tau=tau, v_norm=v_norm, dual_loss=dual, n_targets=out["n_targets"]))
+    # the plain causal-LM step: LoRA and full-parameter gradients of the LM
+    loss, (d_lora, d_base) = plain_lm_step(cfg, base, as_f64(lora_l), jbatch,
+                                           jnp.asarray(inv_freq, dtype=jnp.float64))
+    tensors["lmstep.loss"] = np.array([float(loss)], dtype=np.float64)
+    for grads in (d_lora, d_base):
+        for k, g in grads.items():
+            g = np.asarray(g)
+            assert np.all(np.isfinite(g)), (name, "lmstep", k)
+            tensors["lmstep.grad." + k] = g.astype(np.float32)
+    print(f"{name}/lmstep: loss={float(loss):.10f}")
     meta_cfg = {k: cfg[k] for k in ("arch", "vocab", "hidden", "layers", "heads", "kv_heads", "head_dim", "ffn",
                                     "eps", "theta", "rope_scaling", "qkv_bias", "tied", "bos", "eos",
                                     "lora_rank", "lora_alpha", "batch", "seq_len")}

@@ -377,7 +377,7 @@ static double ce_loss(void *p)
 {
     ce_ctx *c = p;
     double sum;
-    if (rv_lm_head_ce(c->n, c->dim, c->vocab, c->x, c->head, c->tgt, c->scale, &sum, NULL) != 0)
+    if (rv_lm_head_ce(c->n, c->dim, c->vocab, c->x, c->head, c->tgt, c->scale, &sum, NULL, NULL) != 0)
         return NAN;
     return sum * c->scale;
 }
@@ -413,7 +413,7 @@ static void test_lm_head_ce(void)
     CHECK(fabs(loss - direct) < 1e-6 * fabs(direct), "loss %.9g, direct %.9g", loss, direct);
     float *dx = zeros(c.n * c.dim);
     double sum;
-    REQUIRE(rv_lm_head_ce(c.n, c.dim, c.vocab, c.x, c.head, c.tgt, c.scale, &sum, dx) == 0, "%s", rv_error_get());
+    REQUIRE(rv_lm_head_ce(c.n, c.dim, c.vocab, c.x, c.head, c.tgt, c.scale, &sum, dx, NULL) == 0, "%s", rv_error_get());
     CHECK(fabs(sum * c.scale - loss) < 1e-12, "loss with and without gradient differ");
     double ex = fd_check(ce_loss, &c, c.x, c.n * c.dim, dx, 3 * PROBES, FD_H);
     CHECK(ex < FD_TOL, "dx fd error %g", ex);
@@ -423,8 +423,18 @@ static void test_lm_head_ce(void)
         if (c.tgt[r] < 0)
             ignored = fmax(ignored, max_abs(dx + r * c.dim, (size_t)c.dim));
     CHECK(ignored == 0.0, "ignored rows got gradient %g", ignored);
+    /* the full-parameter head gradient: same loss, dhead against finite differences */
+    float *dhead = zeros((size_t)c.vocab * c.dim), *dx2 = zeros(c.n * c.dim);
+    REQUIRE(rv_lm_head_ce(c.n, c.dim, c.vocab, c.x, c.head, c.tgt, c.scale, &sum, dx2, dhead) == 0, "%s",
+            rv_error_get());
+    CHECK(fabs(sum * c.scale - loss) < 1e-12 && max_abs_diff(dx, dx2, c.n * c.dim) < 1e-6,
+          "the dhead path changes loss or dx");
+    double eh = fd_check(ce_loss, &c, c.head, (size_t)c.vocab * c.dim, dhead, 3 * PROBES, FD_H);
+    CHECK(eh < FD_TOL, "dhead fd error %g", eh);
+    REPORT_ERR("lm_head_ce dhead", eh);
+    free(dhead); free(dx2);
     c.tgt[3] = 50;
-    CHECK(rv_lm_head_ce(c.n, c.dim, c.vocab, c.x, c.head, c.tgt, c.scale, &sum, dx) == -1 &&
+    CHECK(rv_lm_head_ce(c.n, c.dim, c.vocab, c.x, c.head, c.tgt, c.scale, &sum, dx, NULL) == -1 &&
               strstr(rv_error_get(), "targets[3]"), "target >= vocab must be refused: %s", rv_error_get());
     free(c.x); free(c.head); free(c.tgt); free(dx);
 }
@@ -488,6 +498,70 @@ static void test_embed_lookup(void)
           rv_error_get());
 }
 
+/* Full-parameter gradients of a linear layer and of the embedding table:
+ * loss = <x W^T + b, G> and <lookup(ids), G>, checked by finite differences. */
+typedef struct {
+    rv_lora_linear l;
+    size_t n;
+    float *x, *y, *G, *W, *b;
+    int32_t *ids;
+} wlin_ctx;
+
+static double wlin_loss(void *p)
+{
+    wlin_ctx *c = p;
+    if (rv_lora_linear_forward(&c->l, c->n, c->x, c->x, NULL, c->y) != 0)
+        return NAN;
+    return dot_d(c->y, c->G, c->n * c->l.out);
+}
+
+static double embed_loss(void *p)
+{
+    wlin_ctx *c = p;
+    if (rv_embed_lookup(c->n, c->l.in, c->l.out, c->W, c->ids, c->y) != 0)
+        return NAN;
+    return dot_d(c->y, c->G, c->n * c->l.in);
+}
+
+static void test_full_param_grads(void)
+{
+    wlin_ctx c = {.n = 9};
+    const int in = 6, out = 5;
+    c.W = rnd_alloc((size_t)out * in, 1.0f);
+    c.b = rnd_alloc((size_t)out, 1.0f);
+    c.x = rnd_alloc(c.n * in, 1.0f);
+    c.y = zeros(c.n * out);
+    c.G = rnd_alloc(c.n * out, 1.0f);
+    c.l = (rv_lora_linear){in, out, c.W, c.b, 0, NULL, NULL, 0};
+    float *dW = zeros((size_t)out * in), *db = zeros((size_t)out);
+    REQUIRE(rv_linear_weight_grad(c.n, in, out, c.x, c.G, dW, db) == 0, "%s", rv_error_get());
+    double ew = fd_check(wlin_loss, &c, c.W, (size_t)out * in, dW, PROBES, FD_H);
+    double eb = fd_check(wlin_loss, &c, c.b, (size_t)out, db, PROBES, FD_H);
+    CHECK(ew < FD_TOL && eb < FD_TOL, "linear weight fd error %g, bias %g", ew, eb);
+    REPORT_ERR("linear dweight", ew);
+    /* the gradient is added, never overwritten */
+    REQUIRE(rv_linear_weight_grad(c.n, in, out, c.x, c.G, dW, NULL) == 0, "%s", rv_error_get());
+    float *dW1 = zeros((size_t)out * in);
+    rv_linear_weight_grad(c.n, in, out, c.x, c.G, dW1, NULL);
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)out * in; i++)
+        worst = fmax(worst, fabs(dW[i] - 2 * dW1[i]));
+    CHECK(worst < 1e-5, "second call must add: off by %g", worst);
+    /* embedding rows with repeated ids: vocab = out rows of dim = in */
+    int32_t ids[9] = {0, 3, 3, 1, 4, 0, 3, 2, 2};
+    c.ids = ids;
+    free(c.G);
+    c.G = rnd_alloc(c.n * in, 1.0f);
+    free(c.y);
+    c.y = zeros(c.n * in);
+    float *dT = zeros((size_t)out * in);
+    rv_embed_backward(c.n, in, ids, c.G, dT);
+    double et = fd_check(embed_loss, &c, c.W, (size_t)out * in, dT, (size_t)out * in, FD_H);
+    CHECK(et < FD_TOL, "embedding fd error %g", et);
+    REPORT_ERR("embed dtable", et);
+    free(c.W); free(c.b); free(c.x); free(c.y); free(c.G); free(dW); free(db); free(dW1); free(dT);
+}
+
 /* Large enough to take the OpenMP paths: one thread and several must agree
  * (attention bit for bit: each value is owned by one task; the loss up to
  * summation order), and the attention output with the direct evaluation. */
@@ -526,9 +600,9 @@ static void test_threads(void)
     float *dx1 = zeros(e.n * e.dim), *dx3 = zeros(e.n * e.dim);
     double s1, s3;
     omp_set_num_threads(1);
-    rc = rv_lm_head_ce(e.n, e.dim, e.vocab, e.x, e.head, e.tgt, e.scale, &s1, dx1);
+    rc = rv_lm_head_ce(e.n, e.dim, e.vocab, e.x, e.head, e.tgt, e.scale, &s1, dx1, NULL);
     omp_set_num_threads(3);
-    rc |= rv_lm_head_ce(e.n, e.dim, e.vocab, e.x, e.head, e.tgt, e.scale, &s3, dx3);
+    rc |= rv_lm_head_ce(e.n, e.dim, e.vocab, e.x, e.head, e.tgt, e.scale, &s3, dx3, NULL);
     omp_set_num_threads(saved);
     CHECK(rc == 0, "%s", rv_error_get());
     CHECK(fabs(s1 - s3) < 1e-9 * fabs(s1), "loss %.12g vs %.12g", s1, s3);
@@ -551,6 +625,7 @@ int main(void)
     RUN_TEST(test_lm_targets);
     RUN_TEST(test_eos_pool);
     RUN_TEST(test_embed_lookup);
+    RUN_TEST(test_full_param_grads);
     RUN_TEST(test_threads);
     TEST_EXIT();
 }

@@ -264,7 +264,7 @@ static void step_case(const char *file)
         }
         const char *name = vn->u.string;
         for (int skip = 0; skip <= 1; skip++) {
-            rv_step_opts opts = {tau, json_bool(v, "v_norm"), 1e-6f, RV_SIM_FP32, skip};
+            rv_step_opts opts = {tau, json_bool(v, "v_norm"), 1e-6f, RV_SIM_FP32, skip, json_bool(v, "dual_loss")};
             rv_step_result res = {.s = S, .w = W, .dw = dW, .ds = dS, .q_emb = qe, .p_emb = pe};
             zero_grads(&c, gr, lr);
             zero_grads(&c, gl, ll);
@@ -312,8 +312,105 @@ done:
     rv_safetensors_close(st);
 }
 
+/* Error of one gradient buffer against "lmstep.grad.<name>". */
+static double lm_grad_err(const rv_safetensors *st, const char *name, const float *got, size_t count)
+{
+    char tn[160];
+    snprintf(tn, sizeof tn, "lmstep.grad.%s", name);
+    double e = compare(st, tn, got, count, GRAD_FLOOR, NULL);
+    CHECK(e < STEP_TOL, "lm step %s: error %g", name, e);
+    return e;
+}
+
+/* rv-train --objective lm: one causal pass with the LM's LoRA, gradients of
+ * the LoRA factors and of every base tensor (full-parameter training)
+ * against the reference's plain_lm_step. */
+static void lm_step_case(const char *file)
+{
+    rv_safetensors *st = open_train_fixture(file);
+    REQUIRE(st, "%s", rv_error_get());
+    rv_json_parser *jp = rv_json_parser_new();
+    fixture_cfg c;
+    owned o = {0};
+    rv_step_layer *ll = NULL;
+    rv_step_layer_grads *gl = NULL;
+    int *x_len = NULL, *x_ids = NULL;
+    if (!jp || read_cfg(st, jp, &c) != 0) {
+        CHECK(0, "%s: unreadable config metadata", file);
+        goto done;
+    }
+    ll = calloc((size_t)c.layers, sizeof *ll);
+    gl = calloc((size_t)c.layers, sizeof *gl);
+    float *inv_freq = keep_ptr(&o, fixture_f32(st, "rope.inv_freq", (size_t)c.head_dim / 2));
+    rv_step_decoder lm;
+    if (!ll || !gl || !inv_freq || build_decoder(st, &c, "lm.", 1, inv_freq, &lm, ll, gl, &o) != 0) {
+        CHECK(0, "%s: missing weights", file);
+        goto done;
+    }
+    const size_t D = (size_t)c.hidden, V = (size_t)c.vocab;
+    rv_step_decoder_grads dg = {keep_ptr(&o, zeros(V * D)), keep_ptr(&o, zeros(D)), NULL};
+    dg.lm_head = c.tied ? dg.embed : keep_ptr(&o, zeros(V * D));
+    for (int l = 0; l < c.layers; l++) {
+        gl[l].input_norm = keep_ptr(&o, zeros(D));
+        gl[l].post_norm = keep_ptr(&o, zeros(D));
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            const rv_lora_linear *lin = &ll[l].proj[p];
+            gl[l].weight[p] = keep_ptr(&o, zeros((size_t)lin->out * lin->in));
+            gl[l].bias[p] = lin->bias ? keep_ptr(&o, zeros((size_t)lin->out)) : NULL;
+        }
+    }
+    size_t BL = (size_t)c.batch * c.seq_len;
+    x_ids = fixture_i32(st, "batch.x_ids", BL);
+    x_len = fixture_i32(st, "batch.x_len", (size_t)c.batch);
+    float *loss_ref = keep_ptr(&o, fixture_f32(st, "lmstep.loss", 1));
+    if (!x_ids || !x_len || o.failed) {
+        CHECK(0, "%s: missing batch or lmstep outputs", file);
+        goto done;
+    }
+    rv_step_batch batch = {c.batch, c.seq_len, NULL, NULL, (const int32_t *)x_ids, NULL, NULL, x_len};
+    rv_step_result res = {0};
+    int rc = rv_lm_step(&lm, &batch, NULL, gl, &dg, &res);
+    REQUIRE(rc == 0, "%s: %s", file, rv_error_get());
+    double e_loss = fabs(res.loss - loss_ref[0]) / fabs(loss_ref[0]), worst = 0;
+    CHECK(e_loss < 1e-5 && res.loss == res.loss_plain, "%s lm step loss %.10g, reference error %g", file, res.loss,
+          e_loss);
+    char name[160];
+    worst = fmax(worst, lm_grad_err(st, "lm.embed_tokens", dg.embed, V * D));
+    worst = fmax(worst, lm_grad_err(st, "lm.norm", dg.final_norm, D));
+    if (!c.tied)
+        worst = fmax(worst, lm_grad_err(st, "lm.lm_head", dg.lm_head, V * D));
+    for (int l = 0; l < c.layers; l++) {
+        snprintf(name, sizeof name, "lm.layers.%d.input_layernorm", l);
+        worst = fmax(worst, lm_grad_err(st, name, gl[l].input_norm, D));
+        snprintf(name, sizeof name, "lm.layers.%d.post_attention_layernorm", l);
+        worst = fmax(worst, lm_grad_err(st, name, gl[l].post_norm, D));
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            const rv_lora_linear *lin = &ll[l].proj[p];
+            const char *pn = rv_proj_names[p];
+            snprintf(name, sizeof name, "lm.layers.%d.%s.weight", l, pn);
+            worst = fmax(worst, lm_grad_err(st, name, gl[l].weight[p], (size_t)lin->out * lin->in));
+            if (lin->bias) {
+                snprintf(name, sizeof name, "lm.layers.%d.%s.bias", l, pn);
+                worst = fmax(worst, lm_grad_err(st, name, gl[l].bias[p], (size_t)lin->out));
+            }
+            snprintf(name, sizeof name, "lm.layers.%d.%s.lora_A", l, pn);
+            worst = fmax(worst, lm_grad_err(st, name, gl[l].lora_a[p], (size_t)lin->rank * lin->in));
+            snprintf(name, sizeof name, "lm.layers.%d.%s.lora_B", l, pn);
+            worst = fmax(worst, lm_grad_err(st, name, gl[l].lora_b[p], (size_t)lin->out * lin->rank));
+        }
+    }
+    printf("  %s/lmstep: loss %.3e  every LoRA and base gradient %.3e\n", file, e_loss, worst);
+done:
+    owned_free(&o);
+    free(ll); free(gl); free(x_ids); free(x_len);
+    rv_json_parser_free(jp);
+    rv_safetensors_close(st);
+}
+
 static void test_step_llama(void) { step_case("step_llama.safetensors"); }
 static void test_step_qwen2(void) { step_case("step_qwen2.safetensors"); }
+static void test_lm_step_llama(void) { lm_step_case("step_llama.safetensors"); }
+static void test_lm_step_qwen2(void) { lm_step_case("step_qwen2.safetensors"); }
 
 /* The model runtime's RoPE frequencies (rv_rope_inv_freq, float32 as
  * transformers) against the reference's (float64, rounded), for the llama3
@@ -362,6 +459,8 @@ int main(void)
     test_suite = "train_step";
     RUN_TEST(test_step_llama);
     RUN_TEST(test_step_qwen2);
+    RUN_TEST(test_lm_step_llama);
+    RUN_TEST(test_lm_step_qwen2);
     RUN_TEST(test_rope_inv_freq);
     TEST_EXIT();
 }

@@ -57,6 +57,14 @@ static inline double max_abs(const float *a, size_t n)
 
 /* max_i |a - b| / max_i |b|: the error relative to the tensor's scale (an
  * element-wise relative error is meaningless for entries near zero). */
+static inline double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabs((double)a[i] - b[i]) > m ? fabs((double)a[i] - b[i]) : m;
+    return m;
+}
+
 static inline double max_rel_err(const float *a, const float *b, size_t n)
 {
     double m = max_abs(b, n), e = 0;
