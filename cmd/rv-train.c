@@ -3,15 +3,19 @@
  * attention weighted by retriever similarities). Wiring only: the step is
  * lib/revela_step_ref.c, the model and adapters lib/train_model.c, the data
  * lib/train_data.c, checkpoints lib/checkpoint.c, PEFT output
- * lib/peft_write.c. */
+ * lib/peft_write.c, full models lib/model_write.c. */
 #include "cli.h"
 #include "adamw.h"
+#include "atomic_file.h"
 #include "buf.h"
 #include "checkpoint.h"
 #include "error.h"
+#include "ir_text.h"
 #include "json.h"
 #include "lr_schedule.h"
 #include "model.h"
+#include "model_config.h"
+#include "model_write.h"
 #include "ops.h"
 #include "peft_write.h"
 #include "progress.h"
@@ -33,7 +37,8 @@
 _Noreturn static void usage(void)
 {
     printf("Usage: rv-train --model PATH --out DIR (--groups FILE | --from-jsonl FILE) [OPTION]...\n"
-           "Train LoRA adapters of a retriever and a language model by the Revela method (CPU).\n"
+           "Train LoRA adapters of a retriever and a language model by the Revela method (CPU),\n"
+           "or a plain causal LM (--objective lm: LoRA, or every parameter with --full).\n"
            "\n"
            "  -m, --model PATH          retriever base model (Hugging Face directory or .gguf)\n"
            "      --lm PATH             language model (default: the --model checkpoint)\n"
@@ -63,6 +68,11 @@ _Noreturn static void usage(void)
            "      --save-every N        checkpoint every N steps (default 500; 0: only at the end)\n"
            "      --resume              continue from DIR/checkpoint\n"
            "      --freeze-lm           train only the retriever adapters\n"
+           "      --dual-loss           add the LM's own loss without in-batch attention (pass A)\n"
+           "      --objective O         revela, or lm: plain next-token training of --lm (default revela)\n"
+           "      --full                with --objective lm: train every parameter, write DIR/model/\n"
+           "      --init CONFIG.json    with --objective lm: start from random weights of this shape\n"
+           "                            (implies --full; needs --tokenizer FILE.json)\n"
            "  -t, --threads N           BLAS/OpenMP threads (default: all)\n"
            "  -q, --quiet               no progress lines\n"
            "  -h, --help                show this help and exit\n"
@@ -77,14 +87,15 @@ _Noreturn static void usage(void)
 enum {
     OPT_LM = 256, OPT_TOK, OPT_LMTOK, OPT_JSONL, OPT_RANK, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_TAU,
     OPT_NO_VNORM, OPT_FIRST_HALF, OPT_SIM, OPT_MAXLEN, OPT_LR, OPT_WARMUP, OPT_WSHAPE, OPT_WD, OPT_ACCUM,
-    OPT_MAXSTEPS, OPT_EPOCHS, OPT_STOP, OPT_SEED, OPT_SAVE, OPT_RESUME, OPT_FREEZE
+    OPT_MAXSTEPS, OPT_EPOCHS, OPT_STOP, OPT_SEED, OPT_SAVE, OPT_RESUME, OPT_FREEZE, OPT_DUAL, OPT_OBJECTIVE,
+    OPT_FULL, OPT_INIT
 };
 
 typedef struct {
-    const char *model, *lm, *tok, *lm_tok, *out, *groups, *jsonl, *targets;
+    const char *model, *lm, *tok, *lm_tok, *out, *groups, *jsonl, *targets, *init;
     long rank, warmup, grad_accum, max_steps, epochs, stop_after, save_every;
     double alpha, dropout, tau, lr, weight_decay;
-    int v_norm, first_half, resume, freeze_lm, threads, quiet;
+    int v_norm, first_half, resume, freeze_lm, threads, quiet, dual_loss, lm_only, full;
     rv_sim_numerics sim;
     rv_warmup_type warmup_shape;
     size_t max_len;
@@ -118,11 +129,14 @@ static char *hparams_json(const train_opts *o, long total_steps, size_t n_groups
                       "\"lr\":%.17g,\"min_lr\":0,\"warmup\":%ld,\"warmup_shape\":\"%s\",\"weight_decay\":%.17g,"
                       "\"adam_betas\":[0.9,0.999],\"adam_eps\":1e-08,\"clip_norm\":1.0,\"grad_accum\":%ld,"
                       "\"total_steps\":%ld,\"epochs\":%ld,\"seed\":%" PRIu64 ",\"save_every\":%ld,"
-                      "\"freeze_lm\":%s}",
+                      "\"freeze_lm\":%s,\"dual_loss\":%s,\"objective\":\"%s\",\"full\":%s",
                   n_groups, o->rank, o->alpha, o->dropout, o->tau, o->v_norm ? "true" : "false",
                   o->first_half ? "true" : "false", o->sim == RV_SIM_BF16 ? "bf16" : "fp32", o->max_len, o->lr,
                   o->warmup, o->warmup_shape == RV_WARMUP_LOG ? "log" : "linear", o->weight_decay, o->grad_accum,
-                  total_steps, o->epochs, o->seed, o->save_every, o->freeze_lm ? "true" : "false");
+                  total_steps, o->epochs, o->seed, o->save_every, o->freeze_lm ? "true" : "false",
+                  o->dual_loss ? "true" : "false", o->lm_only ? "lm" : "revela", o->full ? "true" : "false");
+    put_str(&b, "init", o->init);
+    rv_buf_printf(&b, "}");
     if (!b.data)
         rv_die("out of memory");
     return (char *)b.data;
@@ -149,6 +163,8 @@ static void parse_args(int argc, char **argv, train_opts *o)
         {"epochs", required_argument, 0, OPT_EPOCHS}, {"stop-after", required_argument, 0, OPT_STOP},
         {"seed", required_argument, 0, OPT_SEED}, {"save-every", required_argument, 0, OPT_SAVE},
         {"resume", no_argument, 0, OPT_RESUME}, {"freeze-lm", no_argument, 0, OPT_FREEZE},
+        {"dual-loss", no_argument, 0, OPT_DUAL}, {"objective", required_argument, 0, OPT_OBJECTIVE},
+        {"full", no_argument, 0, OPT_FULL}, {"init", required_argument, 0, OPT_INIT},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     opterr = 0;
@@ -195,6 +211,14 @@ static void parse_args(int argc, char **argv, train_opts *o)
         case OPT_SAVE: o->save_every = (long)rv_parse_uint("--save-every", optarg, 1ull << 40); break;
         case OPT_RESUME: o->resume = 1; break;
         case OPT_FREEZE: o->freeze_lm = 1; break;
+        case OPT_DUAL: o->dual_loss = 1; break;
+        case OPT_OBJECTIVE:
+            if (strcmp(optarg, "revela") == 0) o->lm_only = 0;
+            else if (strcmp(optarg, "lm") == 0) o->lm_only = 1;
+            else rv_die_usage("--objective: expected revela or lm, found \"%s\"", optarg);
+            break;
+        case OPT_FULL: o->full = 1; break;
+        case OPT_INIT: o->init = optarg; o->full = 1; break;
         case 't': o->threads = (int)rv_parse_uint("--threads", optarg, 4096); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage();
@@ -204,7 +228,15 @@ static void parse_args(int argc, char **argv, train_opts *o)
     }
     if (optind < argc)
         rv_die_usage("unexpected argument \"%s\"", argv[optind]);
-    if (!o->model || !o->out)
+    if (o->full && !o->lm_only)
+        rv_die_usage("--full and --init need --objective lm (Revela training uses LoRA adapters)");
+    if (o->lm_only && (o->dual_loss || o->freeze_lm))
+        rv_die_usage("--dual-loss and --freeze-lm apply to --objective revela only");
+    if (o->init && !o->model && !o->tok)
+        rv_die_usage("--init needs --tokenizer (the tokenizer.json of the new model)");
+    if (o->init && o->model)
+        rv_die_usage("give --model or --init, not both");
+    if ((!o->model && !o->init) || !o->out)
         rv_die_usage("--model and --out are required");
     if (!o->groups == !o->jsonl)
         rv_die_usage("give exactly one of --groups and --from-jsonl");
@@ -215,20 +247,22 @@ static void parse_args(int argc, char **argv, train_opts *o)
         rv_die_usage("expected --tau > 0, --lr >= 0, 0 <= --lora-dropout < 1, --weight-decay >= 0");
     if (o->max_len < 3)
         rv_die_usage("--max-len must be at least 3");
+    if (o->init)   /* the random model stands in for --model everywhere */
+        o->model = o->init;
     if (!o->lm)
         o->lm = o->model;
     if (!o->tok)
         o->tok = o->model;
     if (!o->lm_tok)
-        o->lm_tok = o->lm;
+        o->lm_tok = o->init ? o->tok : o->lm;
 }
 
-static uint32_t eos_of(const rv_model *m, const rv_tokenizer *t, const char *path)
+static uint32_t eos_of(const rv_model_config *c, const rv_tokenizer *t, const char *path)
 {
-    int64_t e = m->cfg.eos_id;
+    int64_t e = c->eos_id;
     if (e < 0 && rv_tokenizer_eos_id(t) != RV_TOKEN_NONE)
         e = (int64_t)rv_tokenizer_eos_id(t);
-    if (e < 0 || e >= (int64_t)m->cfg.vocab_size)
+    if (e < 0 || e >= (int64_t)c->vocab_size)
         rv_die("%s: the model declares no usable EOS token", path);
     return (uint32_t)e;
 }
@@ -241,16 +275,74 @@ static void crash_hook(void)
         raise(SIGKILL);
 }
 
+/* Where a full-parameter run copies config.json and tokenizer.json from
+ * (checked before training starts, so a long run cannot fail at the end). */
+static void full_sources(const train_opts *o, char *config, char *tokenizer, size_t size)
+{
+    struct stat st;
+    if (o->init)
+        snprintf(config, size, "%s", o->init);
+    else if (stat(o->lm, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(config, size, "%s/config.json", o->lm);
+    else
+        rv_die_usage("--full writes a Hugging Face model directory and copies its config.json: --lm/--model must "
+                     "be a Hugging Face directory, not \"%s\" (or start from --init CONFIG.json)", o->lm);
+    if (stat(o->lm_tok, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(tokenizer, size, "%s/tokenizer.json", o->lm_tok);
+    else
+        snprintf(tokenizer, size, "%s", o->lm_tok);
+    size_t n = strlen(tokenizer);
+    if (n < 5 || strcmp(tokenizer + n - 5, ".json") != 0 || stat(tokenizer, &st) != 0)
+        rv_die_usage("--full copies tokenizer.json into the new model: \"%s\" is not a tokenizer.json (a GGUF's "
+                     "embedded tokenizer cannot be copied; give --tokenizer FILE.json)", tokenizer);
+    if (stat(config, &st) != 0)
+        rv_die("%s: %s", config, strerror(errno));
+}
+
 static void write_outputs(const train_opts *o, const rv_train_net *r, const rv_train_net *l, const char *hp)
 {
     char path[4096];
-    rv_peft_opts po = {o->model, o->dropout, 0, hp};
+    if (l->full) {
+        char config[4096], tokenizer[4096];
+        full_sources(o, config, tokenizer, sizeof config);
+        snprintf(path, sizeof path, "%s/model", o->out);
+        if (rv_model_dir_write(path, l, config, tokenizer, hp) < 0)
+            rv_die_lib();
+        return;
+    }
+    rv_peft_opts po = {o->lm, o->dropout, 1, hp};
+    snprintf(path, sizeof path, "%s/lm", o->out);
+    if (rv_peft_write(path, l, &po) < 0)
+        rv_die_lib();
+    if (!r)
+        return;
+    po = (rv_peft_opts){o->model, o->dropout, 0, hp};
     snprintf(path, sizeof path, "%s/retriever", o->out);
     if (rv_peft_write(path, r, &po) < 0)
         rv_die_lib();
-    po = (rv_peft_opts){o->lm, o->dropout, 1, hp};
-    snprintf(path, sizeof path, "%s/lm", o->out);
-    if (rv_peft_write(path, l, &po) < 0)
+}
+
+/* --init: the config's shapes with random weights (transformers'
+ * initializer_range when the config has one, else 0.02). */
+static void random_base(const train_opts *o, rv_model_config *cfg, rv_train_base *b)
+{
+    FILE *f = fopen(o->init, "rb");
+    rv_buf text = {0};
+    if (!f || rv_read_whole(f, o->init, &text) < 0)
+        rv_die("%s: %s", o->init, f ? rv_error_get() : strerror(errno));
+    fclose(f);
+    if (rv_model_config_parse_json((const char *)text.data, text.len, o->init, cfg) < 0 ||
+        rv_model_config_validate(cfg, o->init) < 0)
+        rv_die_lib();
+    double std = 0.02;
+    rv_json_parser *jp = rv_json_parser_new();
+    const rv_json *root = jp ? rv_json_parse(jp, (const char *)text.data, text.len) : NULL;
+    const rv_json *ir = root ? rv_json_get(root, "initializer_range") : NULL;
+    if (ir && ir->type == RV_JSON_NUMBER && ir->u.number > 0)
+        std = ir->u.number;
+    rv_json_parser_free(jp);
+    rv_buf_free(&text);
+    if (rv_train_base_init_random(b, cfg, std, o->seed) < 0)
         rv_die_lib();
 }
 
@@ -295,34 +387,54 @@ int main(int argc, char **argv)
     if (data.n == 0)
         rv_die("%s: no group with at least 2 chunks", dname);
 
-    /* models */
-    rv_model *rm = rv_model_load(o.model);
-    if (!rm)
-        rv_die_lib();
-    rv_model *lmm = rm;
-    if (strcmp(o.lm, o.model) != 0 && !(lmm = rv_model_load(o.lm)))
-        rv_die_lib();
-    rv_tokenizer *rtok = rv_tokenizer_load(o.tok), *ltok = rtok;
-    if (!rtok || (strcmp(o.lm_tok, o.tok) != 0 && !(ltok = rv_tokenizer_load(o.lm_tok))))
-        rv_die_lib();
-    if (rv_tokenizer_n_ids(rtok) > rm->cfg.vocab_size || rv_tokenizer_n_ids(ltok) > lmm->cfg.vocab_size)
-        rv_die("tokenizer id space larger than the model vocabulary (wrong tokenizer?)");
+    /* models: the LM (and the retriever unless --objective lm); --init builds the LM */
+    rv_model *rm = NULL, *lmm = NULL;
+    rv_model_config init_cfg;
+    const rv_model_config *rcfg = NULL, *lcfg = NULL;
     rv_train_base rbase, lbase_own, *lbase = &rbase;
-    if (rv_train_base_init(&rbase, rm) < 0)
-        rv_die_lib();
-    if (lmm != rm) {
-        if (rv_train_base_init(&lbase_own, lmm) < 0)
+    if (o.init) {
+        random_base(&o, &init_cfg, &rbase);
+        rcfg = lcfg = &init_cfg;
+    } else {
+        if (!(lmm = rv_model_load(o.lm)))
             rv_die_lib();
-        lbase = &lbase_own;
+        rm = lmm;
+        if (!o.lm_only && strcmp(o.lm, o.model) != 0 && !(rm = rv_model_load(o.model)))
+            rv_die_lib();
+        rcfg = &rm->cfg;
+        lcfg = &lmm->cfg;
+        if (rv_train_base_init(&rbase, rm) < 0)
+            rv_die_lib();
+        if (lmm != rm) {
+            if (rv_train_base_init(&lbase_own, lmm) < 0)
+                rv_die_lib();
+            lbase = &lbase_own;
+        }
     }
-    rv_train_net rnet, lnet;
-    if (rv_train_net_init(&rnet, &rbase, (int)o.rank, o.alpha, targets, o.seed, 1, 0) < 0 ||
-        rv_train_net_init(&lnet, lbase, (int)o.rank, o.alpha, targets, o.seed, 2, 1) < 0)
+    if (o.full) {   /* fail now rather than after training */
+        char c1[4096], c2[4096];
+        full_sources(&o, c1, c2, sizeof c1);
+    }
+    rv_tokenizer *ltok = rv_tokenizer_load(o.lm_tok), *rtok = ltok;
+    if (!ltok || (!o.lm_only && strcmp(o.lm_tok, o.tok) != 0 && !(rtok = rv_tokenizer_load(o.tok))))
         rv_die_lib();
-    rv_view_ctx vc = {rtok, ltok, rv_tok_state_new(rtok), rv_tok_state_new(ltok), eos_of(rm, rtok, o.model),
-                      eos_of(lmm, ltok, o.lm), o.max_len, o.first_half};
+    if (rv_tokenizer_n_ids(rtok) > rcfg->vocab_size || rv_tokenizer_n_ids(ltok) > lcfg->vocab_size)
+        rv_die("tokenizer id space larger than the model vocabulary (wrong tokenizer?)");
+    rv_train_net rnet, lnet;
+    rv_train_net *rnp = o.lm_only ? NULL : &rnet;
+    if ((rnp && rv_train_net_init(&rnet, &rbase, (int)o.rank, o.alpha, targets, o.seed, 1, 0) < 0) ||
+        (o.full ? rv_train_net_init_full(&lnet, lbase)
+                : rv_train_net_init(&lnet, lbase, (int)o.rank, o.alpha, targets, o.seed, 2, 1)) < 0)
+        rv_die_lib();
+    rv_view_ctx vc = {rtok, ltok, rv_tok_state_new(rtok), rv_tok_state_new(ltok), eos_of(rcfg, rtok, o.tok),
+                      eos_of(lcfg, ltok, o.lm_tok), o.max_len, o.first_half};
     if (!vc.rstate || !vc.lstate)
         rv_die("out of memory");
+    /* memory held outside the step: fp32 weights, trainable parameters with gradients and AdamW moments */
+    size_t weight_bytes = rv_train_base_n_floats(&rbase) * sizeof(float);
+    if (lbase != &rbase)
+        weight_bytes += rv_train_base_n_floats(lbase) * sizeof(float);
+    size_t train_bytes = 4 * sizeof(float) * (lnet.n_params + (rnp ? rnet.n_params : 0));
 
     long total = o.max_steps > 0 ? o.max_steps
                                  : (long)((o.epochs * (long)data.n + o.grad_accum - 1) / o.grad_accum);
@@ -335,7 +447,7 @@ int main(int argc, char **argv)
     rv_ckpt_pos pos = {0};
     if (o.resume) {
         char *old_hp = NULL;
-        int got = rv_checkpoint_load(o.out, &rnet, &lnet, &pos, &old_hp);
+        int got = rv_checkpoint_load(o.out, rnp, &lnet, &pos, &old_hp);
         if (got < 0)
             rv_die_lib();
         if (got == 0)
@@ -362,14 +474,18 @@ int main(int argc, char **argv)
     if (!hf || fprintf(hf, "%s\n", hp) < 0 || fclose(hf) != 0)
         rv_die("%s: %s", path, strerror(errno));
     if (!o.quiet)
-        fprintf(stderr, "rv-train: %s; %zu groups (%zu skipped with < 2 chunks); %zu + %zu LoRA parameters; "
-                        "steps %ld..%ld (stop after %ld)\nrv-train: hyper-parameters %s\n",
-                o.resume ? "resuming" : "starting", data.n, data.skipped, rnet.n_params, lnet.n_params, pos.step + 1,
-                total, o.stop_after > 0 && o.stop_after < total ? o.stop_after : total, hp);
+        fprintf(stderr, "rv-train: %s; %zu groups (%zu skipped with < 2 chunks); %zu retriever + %zu LM %s "
+                        "parameters; steps %ld..%ld (stop after %ld)\nrv-train: memory: fp32 weights %.1f MiB, "
+                        "trainable parameters + gradients + AdamW moments %.1f MiB\nrv-train: hyper-parameters %s\n",
+                o.resume ? "resuming" : "starting", data.n, data.skipped, rnp ? rnet.n_params : 0, lnet.n_params,
+                o.full ? "trainable" : "LoRA", pos.step + 1, total,
+                o.stop_after > 0 && o.stop_after < total ? o.stop_after : total, weight_bytes / 1048576.0,
+                train_bytes / 1048576.0, hp);
 
     rv_lr_schedule sched = {0.0, o.lr, o.warmup, total, o.warmup_shape};
     rv_adamw_hparams ah = {0, 0.9, 0.999, 1e-8, o.weight_decay};
-    rv_step_opts so = {o.tau, o.v_norm, 1e-6f, o.sim, 1};
+    rv_step_opts so = {o.tau, o.v_norm, 1e-6f, o.sim, 1, o.dual_loss};
+    size_t act_peak = 0;
     size_t *perm = malloc(data.n * sizeof *perm);
     if (!perm)
         rv_die("out of memory");
@@ -385,7 +501,8 @@ int main(int argc, char **argv)
 
     while (pos.step < stop) {
         double t0 = rv_now();
-        memset(rnet.grads, 0, rnet.n_params * sizeof *rnet.grads);
+        if (rnp)
+            memset(rnet.grads, 0, rnet.n_params * sizeof *rnet.grads);
         memset(lnet.grads, 0, lnet.n_params * sizeof *lnet.grads);
         double loss = 0, loss_plain = 0, max_w = 0, ent_w = 0;
         size_t tokens = 0, rows = 0;
@@ -401,13 +518,17 @@ int main(int argc, char **argv)
             rv_step_result res = {0};
             res.w = wbuf;
             rv_step_dropout drop = {(float)o.dropout, o.seed, pos.micro};
-            if (rv_revela_step_ref_dropout(&rnet.dec, &lnet.dec, &bt.b, &so, &drop, rnet.layer_grads, lnet.layer_grads,
-                                           &res) < 0)
+            int rc = rnp ? rv_revela_step_ref_dropout(&rnet.dec, &lnet.dec, &bt.b, &so, &drop, rnet.layer_grads,
+                                                      lnet.layer_grads, &res)
+                         : rv_lm_step(&lnet.dec, &bt.b, &drop, lnet.layer_grads, o.full ? &lnet.dec_grads : NULL,
+                                      &res);
+            if (rc < 0)
                 rv_die("%s: group %zu: %s", dname, perm[pos.pos] + 1, rv_error_get());
             loss += res.loss;
             loss_plain += res.loss_plain;
             tokens += bt.n_tokens;
-            const size_t B = g->n;
+            act_peak = res.activation_bytes > act_peak ? res.activation_bytes : act_peak;
+            const size_t B = rnp ? g->n : 0;   /* W statistics (none for a plain LM) */
             for (size_t i = 0; i < B; i++, rows++) {
                 double m = 0, e = 0;
                 for (size_t j = 0; j < B; j++) {
@@ -422,19 +543,21 @@ int main(int argc, char **argv)
             pos.micro++;
         }
         const float inv = (float)(1.0 / (double)o.grad_accum);
-        rv_scale(rnet.n_params, rnet.grads, inv);
+        if (rnp)
+            rv_scale(rnet.n_params, rnet.grads, inv);
         rv_scale(lnet.n_params, lnet.grads, inv);
-        double ss = rv_sum_squares(rnet.n_params, rnet.grads);
+        double ss = rnp ? rv_sum_squares(rnet.n_params, rnet.grads) : 0.0;
         if (!o.freeze_lm)
             ss += rv_sum_squares(lnet.n_params, lnet.grads);
         const double norm = sqrt(ss), clip = rv_clip_factor(norm, 1.0);
         const long t = pos.step + 1;
         ah.lr = rv_lr_for_update(&sched, t);
         if (clip != 1.0) {
-            rv_scale(rnet.n_params, rnet.grads, (float)clip);
+            if (rnp)
+                rv_scale(rnet.n_params, rnet.grads, (float)clip);
             rv_scale(lnet.n_params, lnet.grads, (float)clip);
         }
-        if (rv_adamw_update(rnet.n_params, rnet.params, rnet.grads, rnet.adam_m, rnet.adam_v, t, &ah) < 0 ||
+        if ((rnp && rv_adamw_update(rnet.n_params, rnet.params, rnet.grads, rnet.adam_m, rnet.adam_v, t, &ah) < 0) ||
             (!o.freeze_lm &&
              rv_adamw_update(lnet.n_params, lnet.params, lnet.grads, lnet.adam_m, lnet.adam_v, t, &ah) < 0))
             rv_die_lib();
@@ -443,9 +566,9 @@ int main(int argc, char **argv)
         loss /= (double)o.grad_accum;
         loss_plain /= (double)o.grad_accum;
         fprintf(logf, "{\"step\":%ld,\"loss\":%.9g,\"loss_plain\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f,"
-                      "\"ms_per_step\":%.1f,\"mean_max_w\":%.6g,\"w_entropy\":%.6g}\n",
-                t, loss, loss_plain, ah.lr, norm, (double)tokens / secs, secs * 1000, max_w / (double)rows,
-                ent_w / (double)rows);
+                      "\"ms_per_step\":%.1f,\"mean_max_w\":%.6g,\"w_entropy\":%.6g,\"activations_mb\":%.1f}\n",
+                t, loss, loss_plain, ah.lr, norm, (double)tokens / secs, secs * 1000,
+                rows ? max_w / (double)rows : 0.0, rows ? ent_w / (double)rows : 0.0, act_peak / 1048576.0);
         if (fflush(logf) != 0)
             rv_die("%s: write error", log_path);
         if (!o.quiet)
@@ -453,15 +576,22 @@ int main(int argc, char **argv)
                     t, total, loss, loss_plain, ah.lr, norm, secs * 1000, (double)tokens / secs);
         if ((o.save_every > 0 && t % o.save_every == 0) || t == stop) {
             saving_step = t;
-            if (rv_checkpoint_save(o.out, &rnet, &lnet, &pos, hp, crash_hook) < 0)
+            if (rv_checkpoint_save(o.out, rnp, &lnet, &pos, hp, crash_hook) < 0)
                 rv_die_lib();
         }
     }
     if (fclose(logf) != 0)
         rv_die("%s: write error", log_path);
-    write_outputs(&o, &rnet, &lnet, hp);
+    write_outputs(&o, rnp, &lnet, hp);
+    snprintf(path, sizeof path, "%s/memory.json", o.out);
+    rv_atomic_file mf;
+    if (rv_atomic_open(&mf, path) < 0 ||
+        fprintf(mf.f, "{\"weights_bytes\":%zu,\"trainable_bytes\":%zu,\"activations_peak_bytes\":%zu}\n",
+                weight_bytes, train_bytes, act_peak) < 0 || rv_atomic_commit(&mf) < 0)
+        rv_die("%s: %s", path, rv_error_get());
     if (!o.quiet)
-        fprintf(stderr, "rv-train: wrote %s/retriever and %s/lm (step %ld)\n", o.out, o.out, pos.step);
+        fprintf(stderr, "rv-train: wrote %s/%s (step %ld); peak activations %.1f MiB\n", o.out,
+                o.full ? "model" : rnp ? "retriever and lm" : "lm", pos.step, act_peak / 1048576.0);
 
     free(wbuf);
     free(perm);
@@ -469,17 +599,19 @@ int main(int argc, char **argv)
     rv_train_batch_free(&bt);
     rv_tok_state_free(vc.rstate);
     rv_tok_state_free(vc.lstate);
-    rv_train_net_free(&rnet);
+    if (rnp)
+        rv_train_net_free(&rnet);
     rv_train_net_free(&lnet);
     if (lbase != &rbase)
         rv_train_base_free(lbase);
     rv_train_base_free(&rbase);
     if (ltok != rtok)
-        rv_tokenizer_free(ltok);
-    rv_tokenizer_free(rtok);
-    if (lmm != rm)
+        rv_tokenizer_free(rtok);
+    rv_tokenizer_free(ltok);
+    if (lmm != rm && rm)
+        rv_model_free(rm);
+    if (lmm)
         rv_model_free(lmm);
-    rv_model_free(rm);
     rv_train_data_free(&data);
     return RV_EXIT_OK;
 }

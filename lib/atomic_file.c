@@ -3,7 +3,10 @@
 #include "atomic_file.h"
 #include "error.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,4 +68,42 @@ void rv_atomic_abort(rv_atomic_file *a)
     free(a->path);
     free(a->part);
     a->path = a->part = NULL;
+}
+
+/* Removes a directory holding plain files only; absent is fine. */
+int rv_remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : rv_error_set("%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0) {
+            closedir(d);
+            return rv_error_set("%s: cannot remove: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        return rv_error_set("%s: cannot remove: %s", dir, strerror(errno));
+    return 0;
+}
+
+
+int rv_dir_replace(const char *tmp, const char *dir)
+{
+    char old[4200];
+    snprintf(old, sizeof old, "%s.old", dir);
+    if (rv_remove_flat_dir(old) < 0)
+        return -1;
+    struct stat st;
+    if (stat(dir, &st) == 0 && rename(dir, old) != 0)
+        return rv_error_set("%s: cannot rename to %s: %s", dir, old, strerror(errno));
+    if (rename(tmp, dir) != 0)
+        return rv_error_set("%s: cannot rename to %s: %s", tmp, dir, strerror(errno));
+    return rv_remove_flat_dir(old);
 }

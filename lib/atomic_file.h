@@ -20,4 +20,11 @@ int rv_atomic_commit(rv_atomic_file *a);
 /* Closes and removes the .part file. Safe to call after commit (no-op). */
 void rv_atomic_abort(rv_atomic_file *a);
 
+/* Removes a directory holding plain files only; absent is fine. 0 or -1. */
+int rv_remove_flat_dir(const char *dir);
+/* Puts the complete directory tmp in place of dir: dir (if any) becomes
+ * dir.old, tmp is renamed to dir, dir.old is removed. A crash leaves either
+ * the old or the new directory under one of the two names. 0 or -1. */
+int rv_dir_replace(const char *tmp, const char *dir);
+
 #endif

@@ -1,7 +1,6 @@
 /* checkpoint.c — atomic save and load of rv-train's state (see checkpoint.h). */
 #include "checkpoint.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,31 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "error.h"
 #include "safetensors.h"
-
-/* Removes a directory holding plain files only; absent is fine. */
-static int remove_flat_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : rv_error_set("%s: %s", dir, strerror(errno));
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (unlink(path) != 0) {
-            closedir(d);
-            return rv_error_set("%s: cannot remove: %s", path, strerror(errno));
-        }
-    }
-    closedir(d);
-    if (rmdir(dir) != 0)
-        return rv_error_set("%s: cannot remove: %s", dir, strerror(errno));
-    return 0;
-}
 
 static int exists(const char *path)
 {
@@ -50,7 +27,7 @@ int rv_checkpoint_save(const char *out_dir, const rv_train_net *retriever, const
         return rv_error_set("%s: path too long", out_dir);
     snprintf(cur, sizeof cur, "%s/checkpoint", out_dir);
     snprintf(old, sizeof old, "%s/checkpoint.old", out_dir);
-    if (remove_flat_dir(tmp) < 0)
+    if (rv_remove_flat_dir(tmp) < 0)
         return -1;
     if (mkdir(tmp, 0777) != 0)
         return rv_error_set("%s: cannot create: %s", tmp, strerror(errno));
@@ -59,11 +36,14 @@ int rv_checkpoint_save(const char *out_dir, const rv_train_net *retriever, const
                             "lm.params", "lm.adam_m", "lm.adam_v"};
     uint64_t shape[2];
     rv_st_write_tensor t[6];
+    size_t nt = 0;
     for (int k = 0; k < 2; k++) {
+        if (!nets[k])   /* --objective lm trains no retriever */
+            continue;
         shape[k] = nets[k]->n_params;
         const float *data[3] = {nets[k]->params, nets[k]->adam_m, nets[k]->adam_v};
         for (int j = 0; j < 3; j++)
-            t[3 * k + j] = (rv_st_write_tensor){names[3 * k + j], RV_ST_F32, 1, &shape[k], data[j]};
+            t[nt++] = (rv_st_write_tensor){names[3 * k + j], RV_ST_F32, 1, &shape[k], data[j]};
     }
     char step[32], epoch[32], gpos[32], micro[32];
     snprintf(step, sizeof step, "%ld", pos->step);
@@ -73,17 +53,17 @@ int rv_checkpoint_save(const char *out_dir, const rv_train_net *retriever, const
     const char *meta[12] = {"format", "pt", "step", step, "epoch", epoch, "pos", gpos, "micro", micro,
                             "hparams", hparams_json ? hparams_json : "{}"};
     snprintf(file, sizeof file, "%s/state.safetensors", tmp);
-    if (rv_safetensors_write(file, t, 6, meta, 6) < 0)
+    if (rv_safetensors_write(file, t, nt, meta, 6) < 0)
         return -1;
     if (before_rename)
         before_rename();
-    if (remove_flat_dir(old) < 0)
+    if (rv_remove_flat_dir(old) < 0)
         return -1;
     if (exists(cur) && rename(cur, old) != 0)
         return rv_error_set("%s: cannot rename to %s: %s", cur, old, strerror(errno));
     if (rename(tmp, cur) != 0)
         return rv_error_set("%s: cannot rename to %s: %s", tmp, cur, strerror(errno));
-    return remove_flat_dir(old);
+    return rv_remove_flat_dir(old);
 }
 
 static int meta_u64(const rv_safetensors *st, const char *key, uint64_t *out)
@@ -123,6 +103,8 @@ int rv_checkpoint_load(const char *out_dir, rv_train_net *retriever, rv_train_ne
     const char *names[6] = {"retriever.params", "retriever.adam_m", "retriever.adam_v",
                             "lm.params", "lm.adam_m", "lm.adam_v"};
     for (int k = 0; k < 2; k++) {
+        if (!nets[k])
+            continue;
         float *dst[3] = {nets[k]->params, nets[k]->adam_m, nets[k]->adam_v};
         for (int j = 0; j < 3; j++) {
             const rv_st_tensor *t = rv_safetensors_find(st, names[3 * k + j]);

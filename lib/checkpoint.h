@@ -24,7 +24,8 @@ typedef struct {
     uint64_t micro;       /* micro-batches consumed in total */
 } rv_ckpt_pos;
 
-/* before_rename, when not NULL, runs after the new files are complete and
+/* retriever may be NULL (a plain LM run): its tensors are then neither
+ * written nor read. before_rename, when not NULL, runs after the new files are complete and
  * before the renames (a test hook). */
 int rv_checkpoint_save(const char *out_dir, const rv_train_net *retriever, const rv_train_net *lm,
                        const rv_ckpt_pos *pos, const char *hparams_json, void (*before_rename)(void));

@@ -39,6 +39,7 @@ int rv_proj_mask_parse(const char *list, rv_proj_mask *mask);
 
 typedef struct {
     const rv_train_base *base;
+    int full;                   /* 1: every base tensor is a parameter (no adapters) */
     int rank;
     double alpha;
     rv_proj_mask targets;
@@ -46,6 +47,7 @@ typedef struct {
     float *params, *grads, *adam_m, *adam_v;          /* [n_params] each */
     rv_step_layer *layers;
     rv_step_layer_grads *layer_grads;
+    rv_step_decoder_grads dec_grads;   /* full nets: embedding, final norm, head */
     rv_step_decoder dec;
 } rv_train_net;
 
@@ -56,6 +58,32 @@ typedef struct {
 int rv_train_net_init(rv_train_net *n, const rv_train_base *base, int rank, double alpha, rv_proj_mask targets,
                       uint64_t seed, uint64_t net_id, int with_head);
 void rv_train_net_free(rv_train_net *n);
+
+/* Full-parameter training (rv-train --objective lm --full): a copy of every
+ * tensor of base (with its head) becomes the flat parameter array, in this
+ * order: embed [vocab, hidden], lm_head [vocab, hidden] when untied, final
+ * norm [hidden], then per layer input norm, post norm and, per projection in
+ * rv_proj_names order, weight [out, in] and bias [out] when present. The
+ * decoder and the gradient pointers point into params / grads. */
+int rv_train_net_init_full(rv_train_net *n, const rv_train_base *base);
+
+/* A named view of a full net's tensors for writing them out: callback(name,
+ * rows, cols, data) per tensor in Hugging Face names (model.embed_tokens.weight,
+ * lm_head.weight, model.layers.N.self_attn.q_proj.weight, ...); cols 0 for
+ * vectors. Stops at the first non-zero return and returns it. */
+int rv_train_net_each_tensor(const rv_train_net *n,
+                             int (*callback)(void *ctx, const char *name, size_t rows, size_t cols, const float *data),
+                             void *ctx);
+
+/* Elements of every tensor of base (embedding, head when untied, norms,
+ * projections, biases): what a full net trains and what the base holds. */
+size_t rv_train_base_n_floats(const rv_train_base *base);
+
+/* A base with random weights for --init: the shapes of c, every matrix drawn
+ * from N(0, std^2) (transformers' initializer_range, 0.02 by default), norms
+ * 1, biases 0, from a counter-based generator of (seed, tensor): the same
+ * seed gives the same model on every machine. */
+int rv_train_base_init_random(rv_train_base *b, const rv_model_config *c, double std, uint64_t seed);
 
 /* Offsets of layer l, projection p's A and B in the flat arrays, and their
  * shapes; returns 0 when the projection has no adapter. */

@@ -28,7 +28,9 @@ for f in retriever/adapter_model.safetensors retriever/adapter_config.json lm/ad
          lm/adapter_config.json checkpoint/state.safetensors hparams.json; do
     [ -s "$D/full/$f" ] || t_fail "output_$f" "missing $D/full/$f"
 done
-t_eq no_tmp_left "$(ls "$D/full")" "$(printf 'checkpoint\nhparams.json\nlm\nlog.jsonl\nretriever')"
+t_eq no_tmp_left "$(ls "$D/full")" "$(printf 'checkpoint\nhparams.json\nlm\nlog.jsonl\nmemory.json\nretriever')"
+grep -Eq '^\{"weights_bytes":[1-9][0-9]*,"trainable_bytes":[1-9][0-9]*,"activations_peak_bytes":[1-9][0-9]*\}$' \
+    "$D/full/memory.json"; T_RC=$?; t_exit memory_breakdown 0
 # the loss moves once the learning rate is non-zero (steps 1-2 run at lr 0 under log warm-up)
 t_eq lr_schedule "$(sed 's/.*"lr":\([^,]*\),.*/\1/' "$D/full/log.jsonl" | tr '\n' ' ')" "0 0 0.01 0.01 "
 grep -q '"task_type": "FEATURE_EXTRACTION"' "$D/full/retriever/adapter_config.json" &&
@@ -77,7 +79,56 @@ t_eq jsonl_steps "$(wc -l < "$D/jsonl/log.jsonl")" 2
 t_eq jsonl_targets "$(grep -o '"target_modules": \[[^]]*\]' "$D/jsonl/lm/adapter_config.json")" \
     '"target_modules": ["q_proj", "v_proj"]'
 
+# --- --dual-loss: the objective adds pass A's own loss (both logged)
+t_run rv-train "${COMMON[@]}" --out "$D/dual" --max-steps 1 --dual-loss -q; t_exit dual_run 0
+t_eq dual_loss_is_sum "$(sed 's/.*"loss":\([^,]*\),"loss_plain":\([^,]*\),.*/\1 \2/' "$D/dual/log.jsonl" |
+    awk '{print ($1 > $2 + 1) ? "yes" : "no: " $0}')" yes
+grep -q '"dual_loss":true' "$D/dual/hparams.json"; T_RC=$?; t_exit dual_in_hparams 0
+
+# --- --objective lm: LoRA on the LM only, then every parameter (--full)
+LMO=(--model "$M" --groups "$D/g.rvs" --objective lm --grad-accum 1 --max-len 24 --warmup 1
+     --warmup-shape linear --save-every 3 -t 2 -q)
+t_run rv-train "${LMO[@]}" --lora-rank 4 --lora-alpha 8 --lr 1e-2 --max-steps 3 --out "$D/lm"; t_exit lm_lora_run 0
+t_eq lm_lora_outputs "$(ls "$D/lm")" "$(printf 'checkpoint\nhparams.json\nlm\nlog.jsonl\nmemory.json')"
+t_eq lm_lora_loss_is_plain "$(sed 's/.*"loss":\([^,]*\),"loss_plain":\([^,]*\),.*/\1 \2/' "$D/lm/log.jsonl" |
+    awk '$1 != $2' | wc -l)" 0
+# learning rate 0: the written model must encode exactly like the base (names, layout and values survive)
+t_run rv-train "${LMO[@]}" --full --lr 0 --max-steps 1 --out "$D/lm0"; t_exit lm_full_lr0_run 0
+t_eq lm_full_outputs "$(ls "$D/lm0/model")" \
+    "$(printf 'config.json\ngeneration_config.json\nmodel.safetensors\ntokenizer.json')"
+t_run rv-encode -m "$D/lm0/model" -o "$D/lm0.emb" "$FX/model/tiny_texts.jsonl"; t_exit lm_full_encodes 0
+t_run rv-encode -m "$M" -o "$D/base0.emb" "$FX/model/tiny_texts.jsonl"
+"$BIN/rv-cat" "$D/lm0.emb" > "$D/lm0.jsonl"; "$BIN/rv-cat" "$D/base0.emb" > "$D/base0.jsonl"
+t_files_eq lm_full_lr0_same_embeddings "$D/lm0.jsonl" "$D/base0.jsonl"
+# every parameter trained: 6 steps on the same 3 groups (2 epochs) bring the loss down, and resume is exact
+t_run rv-train "${LMO[@]}" --full --lr 3e-3 --max-steps 6 --out "$D/lmf"; t_exit lm_full_run 0
+t_eq lm_full_learns "$(sed 's/.*"loss":\([^,]*\),.*/\1/' "$D/lmf/log.jsonl" | awk 'NR == 1 {a = $1} END {print ($1 < a - 0.5) ? "yes" : "no: " a " -> " $1}')" yes
+t_run rv-train "${LMO[@]}" --full --lr 3e-3 --max-steps 6 --out "$D/lmf2" --stop-after 3; t_exit lm_full_split 0
+t_run rv-train "${LMO[@]}" --full --lr 3e-3 --max-steps 6 --out "$D/lmf2" --resume; t_exit lm_full_resume 0
+t_files_eq lm_full_resume_same_model "$D/lmf2/model/model.safetensors" "$D/lmf/model/model.safetensors"
+t_run rv-train "${LMO[@]}" --model "$D/lmf/model" --lora-rank 2 --max-steps 1 --lr 1e-3 --out "$D/lmf_lora"
+t_exit trained_model_loads_as_base 0
+# --init: a random model of a given shape, the same for the same seed
+printf '{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":16,"intermediate_size":24,
+"num_attention_heads":2,"num_key_value_heads":1,"num_hidden_layers":2,"vocab_size":%s,"rms_norm_eps":1e-5,
+"rope_theta":10000.0,"tie_word_embeddings":true,"max_position_embeddings":64,"bos_token_id":1,"eos_token_id":2}\n' \
+    "$(grep -o '"vocab_size": *[0-9]*' "$M/config.json" | grep -o '[0-9]*$')" > "$D/init.json"
+INIT=(--init "$D/init.json" --tokenizer "$M/tokenizer.json" --groups "$D/g.rvs" --objective lm --max-steps 2
+      --grad-accum 1 --max-len 16 --lr 1e-3 --warmup 0 -q -t 2)
+t_run rv-train "${INIT[@]}" --out "$D/init1"; t_exit init_run 0
+t_run rv-train "${INIT[@]}" --out "$D/init2"; t_exit init_run_again 0
+t_files_eq init_deterministic "$D/init1/model/model.safetensors" "$D/init2/model/model.safetensors"
+t_run rv-encode -m "$D/init1/model" -o "$D/init.emb" "$FX/model/tiny_texts.jsonl"; t_exit init_model_encodes 0
+t_eq init_first_loss_near_uniform "$(head -1 "$D/init1/log.jsonl" | sed 's/.*"loss":\([^,]*\),.*/\1/' |
+    awk -v v="$(grep -o '"vocab_size": *[0-9]*' "$M/config.json" | grep -o '[0-9]*$')" \
+    '{d = $1 - log(v); print (d < 0.1 && d > -0.1) ? "yes" : "no: " $1 " vs log(vocab) " log(v)}')" yes
+
 # --- usage errors
+t_run rv-train "${COMMON[@]}" --out "$D/x" --full; t_exit full_needs_objective_lm 2
+t_run rv-train "${LMO[@]}" --out "$D/x" --dual-loss; t_exit dual_needs_revela 2
+t_run rv-train "${LMO[@]}" --model "$FX/model/llama_tied.gguf" --full --out "$D/x"; t_exit full_needs_hf_dir 2
+t_stderr_has full_needs_hf_dir_message "Hugging Face directory"
+t_run rv-train --init "$D/init.json" --groups "$D/g.rvs" --objective lm --out "$D/x"; t_exit init_needs_tokenizer 2
 t_run rv-train --help; t_exit help 0
 t_run rv-train --out "$D/x" --groups "$D/g.rvs"; t_exit needs_model 2
 t_run rv-train --model "$M" --out "$D/x" --groups "$D/g.rvs" --from-jsonl x; t_exit one_input 2
