@@ -77,6 +77,7 @@ typedef struct {
     size_t n;                        /* B * L rows */
     const int *lengths;
     const int32_t *ids;              /* [n] input token ids (for the embedding gradient) */
+    int recompute;                   /* layers share one activation set, refilled before their backward */
     float dropout;                   /* LoRA dropout probability */
     uint64_t dropout_seed, dropout_base;   /* mask stream = dropout_base + layer * 8 + projection */
     layer_acts *layers;
@@ -129,8 +130,45 @@ static void set_dropout(pass_acts *a, const rv_step_dropout *d, int pass)
     a->dropout_base = ((d->micro << 2) | (uint64_t)pass) << 24;
 }
 
+/* Every activation buffer of one layer (the backward's inputs). */
+static void alloc_layer(alloc_list *al, layer_acts *la, const rv_step_decoder *m, const int *rank, size_t n, int B,
+                        int L, int in_batch, float dropout)
+{
+    const size_t D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
+    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, F = (size_t)m->ffn;
+    la->x_in = take(al, n * D);
+    la->u = take(al, n * D);
+    la->rstd1 = take(al, n);
+    for (int p = 0; p < RV_N_PROJ; p++) {
+        la->xa[p] = take(al, n * (size_t)(rank[p] > 0 ? rank[p] : 1));
+        if (dropout > 0 && rank[p] > 0) {
+            la->keep[p] = take(al, n * (size_t)m->layers[0].proj[p].in);
+            la->x_lora[p] = take(al, n * (size_t)m->layers[0].proj[p].in);
+        }
+    }
+    la->q = take(al, n * QW);
+    la->k = take(al, n * KW);
+    la->v = take(al, n * KW);
+    la->attn = take(al, n * QW);
+    la->lse = take(al, (size_t)B * m->n_heads * L);
+    if (in_batch) {
+        la->ib_lse = take(al, (size_t)B * B * m->n_heads * L);
+        la->ib_den = take(al, (size_t)B * B * m->n_heads * L);
+    }
+    la->o_in = take(al, n * QW);
+    la->x_mid = take(al, n * D);
+    la->u2 = take(al, n * D);
+    la->rstd2 = take(al, n);
+    la->gate = take(al, n * F);
+    la->up = take(al, n * F);
+    la->hmid = take(al, n * F);
+}
+
+/* recompute: keep only each layer's input (and, with keep_kv, its K and V,
+ * which pass B reads from pass A), every other buffer shared by all layers
+ * and refilled by re-running the layer's forward before its backward. */
 static int alloc_pass(pass_acts *a, const rv_step_decoder *m, int B, int L, const int *lengths, int in_batch,
-                      const rv_step_dropout *o, int pass)
+                      const rv_step_dropout *o, int pass, int recompute, int keep_kv)
 {
     memset(a, 0, sizeof *a);
     set_dropout(a, o, pass);
@@ -139,40 +177,35 @@ static int alloc_pass(pass_acts *a, const rv_step_decoder *m, int B, int L, cons
     a->L = L;
     a->n = (size_t)B * L;
     a->lengths = lengths;
-    const size_t n = a->n, D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
-    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, F = (size_t)m->ffn;
+    a->recompute = recompute;
+    const size_t n = a->n, D = (size_t)m->hidden, KW = (size_t)m->n_kv_heads * m->head_dim;
     a->layers = calloc((size_t)m->n_layers, sizeof *a->layers);
     if (!a->layers)
         return rv_error_set("revela step: out of memory for activations");
     alloc_list *al = &a->mem;
-    for (int l = 0; l < m->n_layers; l++) {
-        layer_acts *la = &a->layers[l];
-        la->x_in = take(al, n * D);
-        la->u = take(al, n * D);
-        la->rstd1 = take(al, n);
-        for (int p = 0; p < RV_N_PROJ; p++) {
-            la->xa[p] = take(al, n * (size_t)(m->layers[l].proj[p].rank > 0 ? m->layers[l].proj[p].rank : 1));
-            if (a->dropout > 0 && m->layers[l].proj[p].rank > 0) {
-                la->keep[p] = take(al, n * (size_t)m->layers[l].proj[p].in);
-                la->x_lora[p] = take(al, n * (size_t)m->layers[l].proj[p].in);
+    if (recompute) {
+        layer_acts shared = {0};
+        int rank[RV_N_PROJ] = {0};   /* the largest of each projection's ranks (layers may differ) */
+        for (int l = 0; l < m->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++)
+                rank[p] = m->layers[l].proj[p].rank > rank[p] ? m->layers[l].proj[p].rank : rank[p];
+        alloc_layer(al, &shared, m, rank, n, B, L, in_batch, a->dropout);
+        for (int l = 0; l < m->n_layers; l++) {
+            layer_acts *la = &a->layers[l];
+            *la = shared;
+            la->x_in = take(al, n * D);
+            if (keep_kv) {
+                la->k = take(al, n * KW);
+                la->v = take(al, n * KW);
             }
         }
-        la->q = take(al, n * QW);
-        la->k = take(al, n * KW);
-        la->v = take(al, n * KW);
-        la->attn = take(al, n * QW);
-        la->lse = take(al, (size_t)B * m->n_heads * L);
-        if (in_batch) {
-            la->ib_lse = take(al, (size_t)B * B * m->n_heads * L);
-            la->ib_den = take(al, (size_t)B * B * m->n_heads * L);
+    } else {
+        for (int l = 0; l < m->n_layers; l++) {
+            int rank[RV_N_PROJ];
+            for (int p = 0; p < RV_N_PROJ; p++)
+                rank[p] = m->layers[l].proj[p].rank;
+            alloc_layer(al, &a->layers[l], m, rank, n, B, L, in_batch, a->dropout);
         }
-        la->o_in = take(al, n * QW);
-        la->x_mid = take(al, n * D);
-        la->u2 = take(al, n * D);
-        la->rstd2 = take(al, n);
-        la->gate = take(al, n * F);
-        la->up = take(al, n * F);
-        la->hmid = take(al, n * F);
     }
     a->x_final = take(al, n * D);
     a->h = take(al, n * D);
@@ -216,7 +249,8 @@ static int layer_forward(pass_acts *a, int l, const rv_rope_table *rope, float *
     const size_t n = a->n, D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
     rv_attn_shape shape = {a->B, a->L, m->n_heads, m->n_kv_heads, m->head_dim};
 
-    memcpy(la->x_in, x, n * D * sizeof *x);
+    if (la->x_in != x)
+        memcpy(la->x_in, x, n * D * sizeof *x);
     rv_rmsnorm_forward(n, m->hidden, x, w->input_norm, m->norm_eps, la->u, la->rstd1);
     if (proj_forward(a, la, l, RV_PROJ_Q, la->u, la->q) != 0 || proj_forward(a, la, l, RV_PROJ_K, la->u, la->k) != 0 ||
         proj_forward(a, la, l, RV_PROJ_V, la->u, la->v) != 0)
@@ -346,8 +380,15 @@ static int pass_backward(pass_acts *a, const rv_rope_table *rope, const float *d
 {
     const rv_step_decoder *m = a->m;
     const size_t n = a->n, D = (size_t)m->hidden, KW = (size_t)m->n_kv_heads * m->head_dim;
+    const size_t QW = (size_t)m->n_heads * m->head_dim;
     alloc_list keep = {0}, tmp = {0};
     float *dx = take(&keep, n * D), *dk0 = take(&keep, n * KW), *dv0 = take(&keep, n * KW);
+    float *rx = NULL, *rd = NULL, *rq = NULL;   /* recompute: the layer's input and forward scratch */
+    if (a->recompute) {
+        rx = take(&keep, n * D);
+        rd = take(&keep, n * D);
+        rq = take(&keep, n * QW);
+    }
     int rc = -1;
     if (keep.failed) {
         rv_error_set("revela step: out of memory for a backward pass");
@@ -363,6 +404,11 @@ static int pass_backward(pass_acts *a, const rv_rope_table *rope, const float *d
         } else {
             memset(dk0, 0, n * KW * sizeof *dk0);
             memset(dv0, 0, n * KW * sizeof *dv0);
+        }
+        if (a->recompute) {   /* the same forward again: identical values, into the shared buffers */
+            memcpy(rx, a->layers[l].x_in, n * D * sizeof *rx);
+            if (layer_forward(a, l, rope, rx, rd, rq, ib) != 0)
+                goto done;
         }
         if (layer_backward(a, l, rope, dx, dk, dv, &grads[l], ib, &tmp) != 0)
             goto done;
@@ -447,8 +493,9 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
         goto done;
 
     /* 1. retriever on both views, EOS pooling, L2 norm */
-    if (alloc_pass(&pp, retriever, B, L, batch->p_len, 0, dropout, 0) != 0 ||
-        alloc_pass(&pq, retriever, B, L, batch->q_len, 0, dropout, 1) != 0)
+    const int rc_on = opts->recompute;
+    if (alloc_pass(&pp, retriever, B, L, batch->p_len, 0, dropout, 0, rc_on, 0) != 0 ||
+        alloc_pass(&pq, retriever, B, L, batch->q_len, 0, dropout, 1, rc_on, 0) != 0)
         goto done;
     if (pass_forward(&pp, batch->p_ids, &rope_r, NULL) != 0 || pass_forward(&pq, batch->q_ids, &rope_r, NULL) != 0)
         goto done;
@@ -459,8 +506,8 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
         goto done;
     /* 3. LM pass A (K/V cache), 4. pass B with in-batch attention */
     ib = (inbatch_link){&ib_cfg, W, &pa, dk_a, dv_a, dW};
-    if (alloc_pass(&pa, lm, B, L, batch->x_len, 0, dropout, 2) != 0 ||
-        alloc_pass(&pb, lm, B, L, batch->x_len, 1, dropout, 3) != 0)
+    if (alloc_pass(&pa, lm, B, L, batch->x_len, 0, dropout, 2, rc_on, 1) != 0 ||
+        alloc_pass(&pb, lm, B, L, batch->x_len, 1, dropout, 3, rc_on, 0) != 0)
         goto done;
     if (pass_forward(&pa, batch->x_ids, &rope_l, NULL) != 0 || pass_forward(&pb, batch->x_ids, &rope_l, &ib) != 0)
         goto done;
@@ -536,7 +583,7 @@ done:
 }
 
 /* ---------------------------------------------------------------- plain LM step */
-int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_step_dropout *dropout,
+int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_step_dropout *dropout, int recompute,
                rv_step_layer_grads *lm_grads, const rv_step_decoder_grads *dec_grads, rv_step_result *result)
 {
     if (dropout && !(dropout->p >= 0 && dropout->p < 1))
@@ -562,7 +609,8 @@ int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_s
         goto done;
     }
     if (rv_rope_table_init(&rope, L, lm->head_dim, lm->inv_freq) != 0 ||
-        alloc_pass(&pa, lm, B, L, batch->x_len, 0, dropout, 2) != 0 || pass_forward(&pa, batch->x_ids, &rope, NULL) != 0)
+        alloc_pass(&pa, lm, B, L, batch->x_len, 0, dropout, 2, recompute, 0) != 0 ||
+        pass_forward(&pa, batch->x_ids, &rope, NULL) != 0)
         goto done;
     size_t n_targets = rv_lm_targets(B, L, batch->x_ids, batch->x_len, targets);
     if (n_targets == 0) {

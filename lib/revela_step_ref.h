@@ -5,7 +5,9 @@
  * path follows.
  *
  * For a group of B chunks it runs the four forward passes and their
- * backward, keeping every activation the backward needs:
+ * backward, keeping every activation the backward needs (or, with
+ * opts->recompute, each layer's input, re-running the layer before its
+ * backward):
  *   retriever(P), retriever(Q) -> EOS pooling + L2 -> S = q p^T -> W
  *   LM pass A (causal; every layer's post-RoPE K and V kept, in the graph)
  *   LM pass B (causal + in-batch attention over pass-A K/V weighted by W in
@@ -78,6 +80,9 @@ typedef struct {
     rv_sim_numerics similarity;    /* RV_SIM_FP32 or the bf16 emulation */
     int skip_zero_weights;         /* skip pairs with W_ij == 0 exactly (see inbatch_attn.h) */
     int dual_loss;                 /* 1: loss = CE(pass B) + CE(pass A), both with gradient */
+    int recompute;                 /* 1: keep only each layer's input (and pass A's K/V); re-run
+                                      the layer's forward before its backward. Same results, bit
+                                      for bit; activations O(layers x hidden) instead of all */
 } rv_step_opts;
 
 /* LoRA dropout on every adapter's input. The masks are a function of
@@ -118,7 +123,7 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
  * their pointers are set, the full-parameter gradients of lm_grads and
  * dec_grads (NULL: none). result->loss (== loss_plain) and n_targets are
  * set; the W fields are not touched. */
-int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_step_dropout *dropout,
+int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_step_dropout *dropout, int recompute,
                rv_step_layer_grads *lm_grads, const rv_step_decoder_grads *dec_grads, rv_step_result *result);
 
 #endif

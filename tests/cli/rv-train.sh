@@ -48,6 +48,16 @@ t_files_eq resume_same_retriever "$D/split/retriever/adapter_model.safetensors" 
 t_files_eq resume_same_lm "$D/split/lm/adapter_model.safetensors" "$D/full/lm/adapter_model.safetensors"
 t_files_eq resume_same_checkpoint "$D/split/checkpoint/state.safetensors" "$D/full/checkpoint/state.safetensors"
 
+# --- --recompute (LoRA dropout on): the same run bit for bit, and a smaller activation peak
+t_run rv-train "${COMMON[@]}" --out "$D/recompute" --recompute; t_exit recompute_run 0
+t_eq recompute_same_losses "$(losses "$D/recompute/log.jsonl" | sed 's/,"activations_mb".*//')" \
+    "$(losses "$D/full/log.jsonl" | sed 's/,"activations_mb".*//')"
+t_files_eq recompute_same_retriever "$D/recompute/retriever/adapter_model.safetensors" \
+    "$D/full/retriever/adapter_model.safetensors"
+t_files_eq recompute_same_lm "$D/recompute/lm/adapter_model.safetensors" "$D/full/lm/adapter_model.safetensors"
+act() { sed 's/.*"activations_peak_bytes":\([0-9]*\).*/\1/' "$1/memory.json"; }
+t_eq recompute_less_memory "$(awk -v a="$(act "$D/recompute")" -v b="$(act "$D/full")" 'BEGIN {print (a < b) ? "yes" : "no: " a " vs " b}')" yes
+
 # --- SIGKILL while the step-4 checkpoint is written (new files complete, not yet renamed)
 # (run as a background job so the shell does not report the kill on stderr)
 RV_TRAIN_TEST_CRASH_AT=4 rv-train "${COMMON[@]}" --out "$D/crash" >"$T_OUT" 2>"$T_ERR" </dev/null &
@@ -106,6 +116,8 @@ t_eq lm_full_learns "$(sed 's/.*"loss":\([^,]*\),.*/\1/' "$D/lmf/log.jsonl" | aw
 t_run rv-train "${LMO[@]}" --full --lr 3e-3 --max-steps 6 --out "$D/lmf2" --stop-after 3; t_exit lm_full_split 0
 t_run rv-train "${LMO[@]}" --full --lr 3e-3 --max-steps 6 --out "$D/lmf2" --resume; t_exit lm_full_resume 0
 t_files_eq lm_full_resume_same_model "$D/lmf2/model/model.safetensors" "$D/lmf/model/model.safetensors"
+t_run rv-train "${LMO[@]}" --full --lr 3e-3 --max-steps 6 --out "$D/lmf3" --recompute; t_exit lm_full_recompute 0
+t_files_eq lm_full_recompute_same_model "$D/lmf3/model/model.safetensors" "$D/lmf/model/model.safetensors"
 t_run rv-train "${LMO[@]}" --model "$D/lmf/model" --lora-rank 2 --max-steps 1 --lr 1e-3 --out "$D/lmf_lora"
 t_exit trained_model_loads_as_base 0
 # --init: a random model of a given shape, the same for the same seed

@@ -171,6 +171,25 @@ static void zero_grads(const fixture_cfg *c, rv_step_layer_grads *g, const rv_st
         }
 }
 
+/* Copies every adapter gradient of one network into out (NULL: count only);
+ * returns the number of floats. */
+static size_t snapshot_grads(const fixture_cfg *c, const rv_step_layer *layers, const rv_step_layer_grads *g,
+                             float *out)
+{
+    size_t k = 0;
+    for (int l = 0; l < c->layers; l++)
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            const rv_lora_linear *lin = &layers[l].proj[p];
+            size_t na = (size_t)lin->rank * lin->in, nb = (size_t)lin->out * lin->rank;
+            if (out) {
+                memcpy(out + k, g[l].lora_a[p], na * sizeof *out);
+                memcpy(out + k + na, g[l].lora_b[p], nb * sizeof *out);
+            }
+            k += na + nb;
+        }
+    return k;
+}
+
 /* Error of got vs the fixture tensor `name`, relative to max(|ref|max, floor). */
 static double compare(const rv_safetensors *st, const char *name, const float *got, size_t count, double floor,
                       const float *mask)
@@ -264,7 +283,7 @@ static void step_case(const char *file)
         }
         const char *name = vn->u.string;
         for (int skip = 0; skip <= 1; skip++) {
-            rv_step_opts opts = {tau, json_bool(v, "v_norm"), 1e-6f, RV_SIM_FP32, skip, json_bool(v, "dual_loss")};
+            rv_step_opts opts = {tau, json_bool(v, "v_norm"), 1e-6f, RV_SIM_FP32, skip, json_bool(v, "dual_loss"), 0};
             rv_step_result res = {.s = S, .w = W, .dw = dW, .ds = dS, .q_emb = qe, .p_emb = pe};
             zero_grads(&c, gr, lr);
             zero_grads(&c, gl, ll);
@@ -302,6 +321,28 @@ static void step_case(const char *file)
                   file, name, res.n_targets);
             printf("  %s/%s%s: loss %.3e  q,p,S,W %.3e  dW %.3e  dS %.3e  retr grads %.3e  lm grads %.3e\n", file,
                    name, skip ? "+skip" : "", e_loss, fmax(fmax(e_q, e_p), fmax(e_s, e_w)), e_dw, e_ds, e_gr, e_gl);
+            /* per-layer recomputation: the same step bit for bit, in less activation memory */
+            size_t nr = snapshot_grads(&c, lr, gr, NULL), nl = snapshot_grads(&c, ll, gl, NULL);
+            float *r0 = malloc(nr * sizeof *r0), *l0 = malloc(nl * sizeof *l0);
+            float *r1 = malloc(nr * sizeof *r1), *l1 = malloc(nl * sizeof *l1);
+            REQUIRE(r0 && l0 && r1 && l1, "out of memory");
+            snapshot_grads(&c, lr, gr, r0);
+            snapshot_grads(&c, ll, gl, l0);
+            double loss0 = res.loss;
+            size_t act0 = res.activation_bytes;
+            opts.recompute = 1;
+            zero_grads(&c, gr, lr);
+            zero_grads(&c, gl, ll);
+            memset(dW, 0, BB * sizeof *dW);
+            rc = rv_revela_step_ref(&retr, &lm, &batch, &opts, gr, gl, &res);
+            CHECK(rc == 0, "%s/%s recompute: %s", file, name, rv_error_get());
+            snapshot_grads(&c, lr, gr, r1);
+            snapshot_grads(&c, ll, gl, l1);
+            CHECK(res.loss == loss0 && memcmp(r0, r1, nr * sizeof *r0) == 0 && memcmp(l0, l1, nl * sizeof *l0) == 0,
+                  "%s/%s: recomputation changed the loss or gradients", file, name);
+            CHECK(res.activation_bytes < act0, "%s/%s: recomputation held %zu activation bytes, without %zu", file,
+                  name, res.activation_bytes, act0);
+            free(r0); free(l0); free(r1); free(l1);
         }
     }
 done:
@@ -369,7 +410,7 @@ static void lm_step_case(const char *file)
     }
     rv_step_batch batch = {c.batch, c.seq_len, NULL, NULL, (const int32_t *)x_ids, NULL, NULL, x_len};
     rv_step_result res = {0};
-    int rc = rv_lm_step(&lm, &batch, NULL, gl, &dg, &res);
+    int rc = rv_lm_step(&lm, &batch, NULL, 0, gl, &dg, &res);
     REQUIRE(rc == 0, "%s: %s", file, rv_error_get());
     double e_loss = fabs(res.loss - loss_ref[0]) / fabs(loss_ref[0]), worst = 0;
     CHECK(e_loss < 1e-5 && res.loss == res.loss_plain, "%s lm step loss %.10g, reference error %g", file, res.loss,
