@@ -302,7 +302,6 @@ static int count_tensor(void *ctx, const char *name, size_t rows, size_t cols, s
  * the flat arrays, in walk order. */
 typedef struct {
     rv_train_net *n;
-    int layer, proj, stage;   /* position in the walk */
 } bind_ctx;
 
 static int bind_tensor(void *ctx, const char *name, size_t rows, size_t cols, size_t off)
@@ -396,7 +395,7 @@ int rv_train_net_init_full(rv_train_net *n, const rv_train_base *base)
     n->dec = (rv_step_decoder){base->vocab, base->hidden, base->n_layers, base->n_heads, base->n_kv_heads,
                                base->head_dim, base->ffn, base->norm_eps, base->inv_freq, NULL,
                                n->layers, NULL, NULL};
-    bind_ctx c = {n, 0, 0, 0};
+    bind_ctx c = {n};
     if (walk_full(base, bind_tensor, &c) != 0) {
         rv_train_net_free(n);
         return -1;
