@@ -47,7 +47,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-.PHONY: bench-build all check check-asan check-ref check-run fuzz fuzz-build bench demo install deps clean probe cuda
+.PHONY: bench-build all check check-asan check-ref check-learn check-run fuzz fuzz-build bench demo experiment install deps clean probe cuda
 
 all: probe $(TOOLS) $(CU_OBJ)
 
@@ -93,6 +93,10 @@ check-asan:
 check-ref: all
 	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh --ref
 
+# Learning on real text with SmolLM2 (downloads it once): several minutes.
+check-learn: all
+	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh --learn
+
 # libFuzzer targets (clang): each runs FUZZ_SECONDS on its seed corpus.
 # The fuzzed code only: the stream container, records and JSON.
 FUZZ_LIB  := lib/buf.c lib/error.c lib/json.c lib/records.c lib/stream.c
@@ -115,6 +119,8 @@ bench: bench-build
 
 demo: all
 	@$(MAKE) --no-print-directory -f demo/Makefile
+experiment: all
+	@$(MAKE) --no-print-directory -f experiment/Makefile
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
