@@ -1,7 +1,9 @@
 #!/bin/bash
 # train.sh — rv-train's PEFT adapters loaded live by Python PEFT (needs a
-# python with torch, transformers and peft: $RV_TORCH_PYTHON, default
-# /tmp/rvref/bin/python; SKIP otherwise). On the tiny llama fixture:
+# python with torch, transformers and peft: $RV_TORCH_PYTHON, default the
+# .venv-torch of tests/ref/venv-torch.sh (Debian's torch + PyPI transformers
+# 4.45.2 and peft 0.13.2), created when missing; SKIP when neither gives
+# one). On the tiny llama fixture:
 #   - the retriever adapter on AutoModel, the LM adapter on
 #     AutoModelForCausalLM: every LoRA parameter PEFT created is found in our
 #     file under its PEFT key and holds our values (a wrong prefix would leave
@@ -14,9 +16,16 @@ export RV_ROOT=$PWD
 BIN=${BIN:-bin}
 . tests/cli/lib.sh
 T_SUITE=ref-train
-PY=${RV_TORCH_PYTHON:-/tmp/rvref/bin/python}
+if [ -z "${RV_TORCH_PYTHON:-}" ]; then
+    . tests/ref/venv-torch.sh
+    if [ "$RV_TORCH_VENV_OK" != 1 ]; then
+        echo "SKIP $T_SUITE (no PyTorch peer: $RV_TORCH_VENV_WHY; or set RV_TORCH_PYTHON)"
+        exit 0
+    fi
+fi
+PY=$RV_TORCH_PYTHON
 if ! "$PY" -c 'import torch, transformers, peft' 2>/dev/null; then
-    echo "SKIP $T_SUITE (no python with torch + transformers + peft at $PY; set RV_TORCH_PYTHON)"
+    echo "SKIP $T_SUITE (RV_TORCH_PYTHON=$PY cannot import torch + transformers + peft)"
     exit 0
 fi
 M=$RV_ROOT/tests/fixtures/model/llama_tied
