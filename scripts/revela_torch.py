@@ -151,7 +151,7 @@ def embed(retr, ids, lengths):
     return F.normalize(e, dim=-1)
 
 
-def revela_step(retr, lm, batch, tau, v_norm):
+def revela_step(retr, lm, batch, tau, v_norm, dual_loss=False):
     """Loss and intermediates of one micro-batch; gradients land in .grad
     after loss.backward(). batch: p/q/x ids [B, L] (long), p/q/x lengths [B]."""
     p = embed(retr, batch["p_ids"], batch["p_len"])
@@ -164,7 +164,8 @@ def revela_step(retr, lm, batch, tau, v_norm):
     x_mask = length_mask(x_len, x_ids.shape[1])
     labels = x_ids.masked_fill(~x_mask, -100)          # pad -> -100; HF shifts by one inside
     # pass A: a plain causal forward whose cache (post-RoPE K, V of every
-    # layer) stays in the graph; its own loss is computed and ignored
+    # layer) stays in the graph; its own loss is computed and ignored unless
+    # dual_loss (the original's option: loss = outB.loss + outA.loss)
     out_a = lm(input_ids=x_ids, attention_mask=x_mask.long(), labels=labels, use_cache=True,
                output_hidden_states=True)
     cache = out_a.past_key_values
@@ -179,7 +180,8 @@ def revela_step(retr, lm, batch, tau, v_norm):
     finally:
         for m in mods:
             m._revela_inbatch = None
-    return dict(loss=out_b.loss, S=S, W=W, q=q, p=p)
+    loss = out_b.loss + out_a.loss if dual_loss else out_b.loss
+    return dict(loss=loss, S=S, W=W, q=q, p=p)
 
 
 def lora_config(task, rank, alpha, dropout):
@@ -302,7 +304,7 @@ def check(args):
         pre = f"out.{name}."
         for p in params:
             p.grad = None
-        out = revela_step(retr, lm, batch, v["tau"], v["v_norm"])
+        out = revela_step(retr, lm, batch, v["tau"], v["v_norm"], v.get("dual_loss", False))
         out["W"].retain_grad()
         out["loss"].backward()
         errs = {

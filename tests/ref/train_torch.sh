@@ -32,10 +32,12 @@ FX=tests/fixtures/train
 for f in llama qwen2; do
     for d in fp64 fp32; do
         t_run "$PY" scripts/revela_torch.py check "$FX/step_$f.safetensors" --dtype "$d"
-        # every quantity must be reported: 2 + 3 variants x 8 lines
+        # every quantity must be reported: 2 + 8 lines per variant of the fixture
+        nv=$("$PY" -c 'import json, sys; from safetensors import safe_open
+with safe_open(sys.argv[1], "np") as f: print(len(json.loads(f.metadata()["variants"])))' "$FX/step_$f.safetensors")
         n=$(grep -c '^\(PASS\|FAIL\) ' "$T_OUT")
         sed "s#^\(PASS\|FAIL\) torch-check/#\1 $T_SUITE/#" "$T_OUT"
-        t_eq "$f-$d-lines" "$n" 26
+        t_eq "$f-$d-lines" "$n" $((2 + 8 * nv))
         t_exit "$f-$d-status" 0
         grep '^#' "$T_ERR" | head -n 1 | sed 's/^#/ /'
     done
