@@ -56,10 +56,10 @@ static float *copy_vec(rv_train_base *b, const float *v, size_t count, const cha
     return f;
 }
 
-int rv_train_base_init(rv_train_base *b, const rv_model *m)
+/* The shapes of c and the per-layer pointer tables (entries NULL). 0, or -1 when out of memory. */
+static int base_shape(rv_train_base *b, const rv_model_config *c)
 {
     memset(b, 0, sizeof *b);
-    const rv_model_config *c = &m->cfg;
     b->vocab = (int)c->vocab_size;
     b->hidden = (int)c->hidden_size;
     b->n_layers = (int)c->n_layers;
@@ -68,11 +68,18 @@ int rv_train_base_init(rv_train_base *b, const rv_model *m)
     b->head_dim = (int)c->head_dim;
     b->ffn = (int)c->intermediate_size;
     b->norm_eps = (float)c->rms_norm_eps;
-    const size_t D = c->hidden_size, L = c->n_layers;
+    const size_t L = c->n_layers;
     b->layer_norms = calloc(L * 2, sizeof *b->layer_norms);
     b->proj_w = calloc(L * RV_N_PROJ, sizeof *b->proj_w);
     b->proj_b = calloc(L * RV_N_PROJ, sizeof *b->proj_b);
-    if (!b->layer_norms || !b->proj_w || !b->proj_b)
+    return b->layer_norms && b->proj_w && b->proj_b ? 0 : -1;
+}
+
+int rv_train_base_init(rv_train_base *b, const rv_model *m)
+{
+    const rv_model_config *c = &m->cfg;
+    const size_t D = c->hidden_size, L = c->n_layers;
+    if (base_shape(b, c) < 0)
         goto oom;
     if (!(b->inv_freq = copy_vec(b, m->inv_freq, c->head_dim / 2, "inv_freq")) ||
         !(b->embed = widen(b, &m->embed, "embed_tokens")) || !(b->final_norm = copy_vec(b, m->final_norm, D, "norm")))
@@ -459,20 +466,8 @@ static float *filled(rv_train_base *b, size_t count, double value_or_std, int ra
 
 int rv_train_base_init_random(rv_train_base *b, const rv_model_config *c, double std, uint64_t seed)
 {
-    memset(b, 0, sizeof *b);
-    b->vocab = (int)c->vocab_size;
-    b->hidden = (int)c->hidden_size;
-    b->n_layers = (int)c->n_layers;
-    b->n_heads = (int)c->n_heads;
-    b->n_kv_heads = (int)c->n_kv_heads;
-    b->head_dim = (int)c->head_dim;
-    b->ffn = (int)c->intermediate_size;
-    b->norm_eps = (float)c->rms_norm_eps;
     const size_t V = c->vocab_size, D = c->hidden_size, L = c->n_layers;
-    b->layer_norms = calloc(L * 2, sizeof *b->layer_norms);
-    b->proj_w = calloc(L * RV_N_PROJ, sizeof *b->proj_w);
-    b->proj_b = calloc(L * RV_N_PROJ, sizeof *b->proj_b);
-    if (!b->layer_norms || !b->proj_w || !b->proj_b || !(b->inv_freq = own(b, c->head_dim / 2)))
+    if (base_shape(b, c) < 0 || !(b->inv_freq = own(b, c->head_dim / 2)))
         goto oom;
     rv_rope_inv_freq(c, b->inv_freq);
     /* streams: 0 embed, 1 head, then 1000 + layer * 16 + projection */
