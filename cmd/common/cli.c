@@ -31,6 +31,15 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+void rv_cli_passive_openmp(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;   /* the user's choice, or the re-executed process */
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+}
+
 void rv_cli_init(const char *tool)
 {
     tool_name = tool;

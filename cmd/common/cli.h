@@ -16,6 +16,14 @@ enum { RV_EXIT_OK = 0, RV_EXIT_DATA = 1, RV_EXIT_USAGE = 2 };
 /* Sets the tool name for messages and installs signal handlers that remove
  * unfinished .part outputs on SIGINT/SIGTERM/SIGHUP/SIGPIPE. */
 void rv_cli_init(const char *tool);
+
+/* For tools that mix OpenMP loops with OpenBLAS's own threads (rv-train,
+ * rv-encode): OpenMP threads that spin-wait after a parallel region starve
+ * the BLAS threads on the same cores (a tiny rv-train step: 200 ms instead
+ * of 50 ms on 2 cores). libgomp reads OMP_WAIT_POLICY only when it loads,
+ * so when the user has not set it this sets it to passive and re-executes
+ * the program once (same arguments); if that fails it carries on. */
+void rv_cli_passive_openmp(char **argv);
 const char *rv_cli_tool(void);
 
 void rv_warn(const char *fmt, ...) RV_PRINTF(1, 2);
