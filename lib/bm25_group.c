@@ -1,6 +1,7 @@
 /* bm25_group.c — BM25-neighbour and interleaved training groups (see
  * bm25_group.h). */
 #include "bm25_group.h"
+#include "splitmix.h"
 #include "buf.h"
 #include "error.h"
 
@@ -10,13 +11,6 @@
 /* Seeds whose candidates are fetched together (in parallel). */
 #define SEED_BATCH 2048
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Uniform in [0, n), n >= 1, without modulo bias. */
 static uint64_t uniform(uint64_t *s, uint64_t n)
@@ -24,7 +18,7 @@ static uint64_t uniform(uint64_t *s, uint64_t n)
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t r;
     do
-        r = splitmix64(s);
+        r = rv_splitmix64_next(s);
     while (r >= limit);
     return r % n;
 }

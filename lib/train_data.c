@@ -1,5 +1,6 @@
 /* train_data.c — groups in, tokenised step batches out (see train_data.h). */
 #include "train_data.h"
+#include "splitmix.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -173,13 +174,6 @@ void rv_train_data_free(rv_train_data *d)
     memset(d, 0, sizeof *d);
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 void rv_train_data_order(size_t n, uint64_t seed, uint64_t epoch, size_t *perm)
 {
@@ -187,7 +181,7 @@ void rv_train_data_order(size_t n, uint64_t seed, uint64_t epoch, size_t *perm)
     for (size_t i = 0; i < n; i++)
         perm[i] = i;
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(splitmix64(&s) % i);   /* bias < 2^-40 for any realistic n */
+        size_t j = (size_t)(rv_splitmix64_next(&s) % i);   /* bias < 2^-40 for any realistic n */
         size_t t = perm[i - 1];
         perm[i - 1] = perm[j];
         perm[j] = t;

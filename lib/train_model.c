@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "splitmix.h"
 #include "train_ops.h"
 
 static float *own(rv_train_base *b, size_t count)
@@ -431,21 +432,13 @@ int rv_train_net_each_tensor(const rv_train_net *n,
 }
 
 /* ---------------------------------------------------------------- random base (--init) */
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* N(0, std^2) by Box-Muller from two 53-bit uniforms of (key, i). */
 static void fill_normal(float *x, size_t count, double std, uint64_t seed, uint64_t stream)
 {
-    const uint64_t key = mix64(seed ^ mix64(stream));
+    const uint64_t key = rv_mix64(seed ^ rv_mix64(stream));
     for (size_t i = 0; i < count; i++) {
-        double u1 = ((double)(mix64(key + 2 * i) >> 11) + 1.0) * (1.0 / 9007199254740993.0);   /* (0, 1] */
-        double u2 = (double)(mix64(key + 2 * i + 1) >> 11) * (1.0 / 9007199254740992.0);
+        double u1 = ((double)(rv_mix64(key + 2 * i) >> 11) + 1.0) * (1.0 / 9007199254740993.0);   /* (0, 1] */
+        double u2 = (double)(rv_mix64(key + 2 * i + 1) >> 11) * (1.0 / 9007199254740992.0);
         x[i] = (float)(std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
     }
 }

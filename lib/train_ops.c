@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "splitmix.h"
 #include "train_ops_blas.h"
 
 static int check_rows(size_t n, const char *op)
@@ -88,21 +89,14 @@ int rv_lora_linear_backward(const rv_lora_linear *l, size_t n, const float *x_lo
     return rc;
 }
 
-static uint64_t splitmix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 void rv_lora_init(int rank, int in, int out, uint64_t seed, uint64_t stream, float *lora_a, float *lora_b)
 {
-    uint64_t key = splitmix64(seed ^ splitmix64(stream));
+    uint64_t key = rv_mix64(seed ^ rv_mix64(stream));
     double bound = 1.0 / sqrt((double)in);
     size_t na = (size_t)rank * in, nb = (size_t)out * rank;
     for (size_t i = 0; i < na; i++) {
-        double u = (double)(splitmix64(key + i) >> 11) * (1.0 / 9007199254740992.0);   /* 53 bits, [0, 1) */
+        double u = (double)(rv_mix64(key + i) >> 11) * (1.0 / 9007199254740992.0);   /* 53 bits, [0, 1) */
         lora_a[i] = (float)((2.0 * u - 1.0) * bound);
     }
     memset(lora_b, 0, nb * sizeof *lora_b);
@@ -111,11 +105,11 @@ void rv_lora_init(int rank, int in, int out, uint64_t seed, uint64_t stream, flo
 void rv_dropout_keep_mask(size_t n, float p, uint64_t seed, uint64_t stream, float *keep)
 {
     float kept = p > 0.0f && p < 1.0f ? 1.0f / (1.0f - p) : (p >= 1.0f ? 0.0f : 1.0f);
-    uint64_t key = splitmix64(seed ^ splitmix64(stream));
+    uint64_t key = rv_mix64(seed ^ rv_mix64(stream));
     #pragma omp parallel for schedule(static) if (n >= RV_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         /* 24 random bits -> u in [0, 1): exact in float, so u < p is exact */
-        float u = (float)(splitmix64(key + i) >> 40) * (1.0f / 16777216.0f);
+        float u = (float)(rv_mix64(key + i) >> 40) * (1.0f / 16777216.0f);
         keep[i] = (p > 0.0f && u < p) ? 0.0f : kept;
     }
 }
