@@ -16,18 +16,7 @@ export RV_ROOT=$PWD
 BIN=${BIN:-bin}
 . tests/cli/lib.sh
 T_SUITE=ref-train
-if [ -z "${RV_TORCH_PYTHON:-}" ]; then
-    . tests/ref/venv-torch.sh
-    if [ "$RV_TORCH_VENV_OK" != 1 ]; then
-        echo "SKIP $T_SUITE (no PyTorch peer: $RV_TORCH_VENV_WHY; or set RV_TORCH_PYTHON)"
-        exit 0
-    fi
-fi
-PY=$RV_TORCH_PYTHON
-if ! "$PY" -c 'import torch, transformers, peft' 2>/dev/null; then
-    echo "SKIP $T_SUITE (RV_TORCH_PYTHON=$PY cannot import torch + transformers + peft)"
-    exit 0
-fi
+. tests/ref/torch-python.inc
 M=$RV_ROOT/tests/fixtures/model/llama_tied
 D=$T_DIR
 t_run "$BIN/rv-train" --model "$M" --from-jsonl tests/fixtures/train/tiny_groups.jsonl --out "$D/run" \

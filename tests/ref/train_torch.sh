@@ -15,18 +15,7 @@ cd "$(dirname "$0")/../.."
 export RV_ROOT=$PWD
 . tests/cli/lib.sh
 T_SUITE=ref-train-torch
-if [ -z "${RV_TORCH_PYTHON:-}" ]; then
-    . tests/ref/venv-torch.sh
-    if [ "$RV_TORCH_VENV_OK" != 1 ]; then
-        echo "SKIP $T_SUITE (no PyTorch peer: $RV_TORCH_VENV_WHY; or set RV_TORCH_PYTHON)"
-        exit 0
-    fi
-fi
-PY=$RV_TORCH_PYTHON
-if ! "$PY" -c 'import torch, transformers, peft, safetensors' 2>/dev/null; then
-    echo "SKIP $T_SUITE (RV_TORCH_PYTHON=$PY cannot import torch + transformers + peft + safetensors)"
-    exit 0
-fi
+. tests/ref/torch-python.inc
 FX=tests/fixtures/train
 
 for f in llama qwen2; do
