@@ -1,11 +1,23 @@
 #!/bin/sh
 # deps.sh — install the Debian packages revela's build, tests and demo need.
 # Idempotent: installs only what is missing. As root it runs apt-get; otherwise
-# it prints the exact command to run.  Usage: scripts/deps.sh [--print]
+# it prints the exact command to run.  Usage: scripts/deps.sh [--torch] [--print]
+#   --torch  instead: Debian's PyTorch (python3-torch 1.13.1, CPU) for the
+#            PyTorch peer of rv-train (scripts/revela_torch.py, tests/ref/train*.sh,
+#            bench/train.sh); transformers and peft come from PyPI into
+#            .venv-torch (tests/ref/venv-torch.sh). A few hundred MB of .debs
+#            instead of PyPI's 2-3 GB CUDA wheels, and the same package every run.
 set -eu
 
 PKGS="libzstd-dev libxxhash-dev libopenblas-dev libutf8proc-dev libstemmer-dev \
 pkg-config zstd python3-venv gnuplot-nox man-db groff-base"
+VENV_PYTHON=python3   # the python whose venv module makes python3-venv optional
+if [ "${1:-}" = "--torch" ]; then
+    shift
+    # .venv-torch is made by /usr/bin/python3 -m venv, so it needs Debian's python3-venv
+    PKGS="python3-torch python3-venv"
+    VENV_PYTHON=/usr/bin/python3
+fi
 
 missing=""
 for p in $PKGS; do
@@ -18,13 +30,13 @@ done
 # (a pyenv or source-built python ships it).
 case "$missing" in
 *python3-venv*)
-    if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    if "$VENV_PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
         missing=$(echo "$missing" | sed 's/ python3-venv//')
     fi ;;
 esac
 
 if [ -z "$missing" ]; then
-    echo "deps.sh: all packages present"
+    echo "deps.sh: all packages present ($PKGS)"
     exit 0
 fi
 

@@ -1,7 +1,7 @@
 # venv-torch.sh — source this (or run it) to get the PyTorch peer's virtualenv:
 # .venv-torch at the repository root, made by /usr/bin/python3 with
 # --system-site-packages so that Debian's python3-torch 1.13.1
-# (scripts/deps-torch.sh) is the torch it uses, plus
+# (scripts/deps.sh --torch) is the torch it uses, plus
 # scripts/requirements-torch.txt from PyPI (installed with --no-deps: see
 # that file). Later calls reuse it; it is rebuilt when the requirements
 # change. On success sets RV_TORCH_VENV_OK=1 and RV_TORCH_PYTHON to its
@@ -13,9 +13,9 @@ _rvt_venv=$_rvt_root/.venv-torch
 RV_TORCH_VENV_OK=0
 RV_TORCH_VENV_WHY=
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    RV_TORCH_VENV_WHY="/usr/bin/python3 has no torch (install Debian's python3-torch: scripts/deps-torch.sh)"
+    RV_TORCH_VENV_WHY="/usr/bin/python3 has no torch (install Debian's python3-torch: scripts/deps.sh --torch)"
 elif ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    RV_TORCH_VENV_WHY="/usr/bin/python3 cannot make a venv (install python3-venv: scripts/deps-torch.sh)"
+    RV_TORCH_VENV_WHY="/usr/bin/python3 cannot make a venv (install python3-venv: scripts/deps.sh --torch)"
 else
     if [ ! -f "$_rvt_venv/.installed" ] || ! cmp -s "$_rvt_req" "$_rvt_venv/.installed"; then
         echo "venv-torch.sh: creating $_rvt_venv (PyPI: scripts/requirements-torch.txt)" >&2
