@@ -238,7 +238,7 @@ enum {
 
 int main(int argc, char **argv)
 {
-    rv_cli_passive_openmp(argv);
+    rv_cli_keep_heap();
     rv_cli_init("rv-encode");
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"adapter", required_argument, 0, 'a'},

@@ -372,7 +372,7 @@ static void truncate_log(const char *path, long step)
 
 int main(int argc, char **argv)
 {
-    rv_cli_passive_openmp(argv);
+    rv_cli_keep_heap();
     rv_cli_init("rv-train");
     train_opts o;
     parse_args(argc, argv, &o);

@@ -8,7 +8,7 @@
 #include "error.h"
 #include "half.h"
 
-#include <cblas.h>
+#include "gemm.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -82,16 +82,14 @@ void rv_op_linear(float *y, const float *x, size_t m, const rv_weight *w, const 
             memcpy(y + (size_t)i * n, bias, n * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f, x, (blasint)k,
-                wf, (blasint)k, beta, y, (blasint)n);
+    rv_gemm(0, 1, (int)m, (int)n, (int)k, 1.0f, x, (int)k, wf, (int)k, beta, y, (int)n);
 }
 
 void rv_op_matmul_nt(float *c, const float *a, const float *b, size_t m, size_t n, size_t k, float alpha, float beta)
 {
     if (m == 0 || n == 0)
         return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)k,
-                b, (blasint)k, beta, c, (blasint)n);
+    rv_gemm(0, 1, (int)m, (int)n, (int)k, alpha, a, (int)k, b, (int)k, beta, c, (int)n);
 }
 
 void rv_op_rmsnorm(float *y, const float *x, const float *w, size_t rows, size_t dim, float eps)
@@ -269,5 +267,5 @@ void rv_ops_set_threads(int n)
     if (n <= 0)
         return;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    rv_gemm_single_thread_blas();   /* BLAS work is split over OpenMP's threads (gemm.h) */
 }

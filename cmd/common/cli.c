@@ -4,6 +4,7 @@
 #include "version.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -31,13 +32,13 @@ static void on_signal(int sig)
     raise(sig);
 }
 
-void rv_cli_passive_openmp(char **argv)
+void rv_cli_keep_heap(void)
 {
-    if (getenv("OMP_WAIT_POLICY"))
-        return;   /* the user's choice, or the re-executed process */
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
+    /* 32 MiB is the largest mmap threshold glibc accepts; larger blocks are
+     * still mapped per allocation, but their faults are small next to the
+     * work done on them. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 void rv_cli_init(const char *tool)

@@ -17,13 +17,12 @@ enum { RV_EXIT_OK = 0, RV_EXIT_DATA = 1, RV_EXIT_USAGE = 2 };
  * unfinished .part outputs on SIGINT/SIGTERM/SIGHUP/SIGPIPE. */
 void rv_cli_init(const char *tool);
 
-/* For tools that mix OpenMP loops with OpenBLAS's own threads (rv-train,
- * rv-encode): OpenMP threads that spin-wait after a parallel region starve
- * the BLAS threads on the same cores (a tiny rv-train step: 200 ms instead
- * of 50 ms on 2 cores). libgomp reads OMP_WAIT_POLICY only when it loads,
- * so when the user has not set it this sets it to passive and re-executes
- * the program once (same arguments); if that fails it carries on. */
-void rv_cli_passive_openmp(char **argv);
+/* For tools that allocate and free the same large buffers every step or
+ * batch (rv-train, rv-encode): keeps freed memory in the heap instead of
+ * returning it to the kernel, so the next step reuses mapped pages. glibc's
+ * defaults unmap and re-fault them each time: page faults and TLB
+ * shootdowns took a third of a small rv-train step on 2 cores. */
+void rv_cli_keep_heap(void);
 const char *rv_cli_tool(void);
 
 void rv_warn(const char *fmt, ...) RV_PRINTF(1, 2);
