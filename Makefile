@@ -40,6 +40,8 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 CU_SRC     := $(wildcard kernels/*.cu)
 CU_OBJ     := $(if $(NVCC),$(patsubst %.cu,$(BUILD)/%.o,$(CU_SRC)))
+# The CUDA backend the tools load on --device cuda (rule in mk/cuda.mk).
+CUDA_BACKEND := $(if $(NVCC),$(BIN)/librevela-cuda.so)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 MAN_PAGES  := $(wildcard man/*.1 man/*.5 man/*.7)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
@@ -49,7 +51,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
 .PHONY: bench-build all check check-asan check-ref check-learn check-run fuzz fuzz-build bench demo experiment install deps clean probe cuda
 
-all: probe $(TOOLS) $(CU_OBJ)
+all: probe $(TOOLS) $(CU_OBJ) $(CUDA_BACKEND)
 
 probe:
 	@scripts/probe.sh "$(CC)" "$(NVCC)" "$(CUDA_ARCH)"
@@ -65,18 +67,22 @@ $(BUILD)/librevela.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# Tools carry the whole library and export its symbols (-rdynamic): the CUDA
+# backend, loaded at run time (lib/cuda_loader.h), calls into it.
 $(BIN)/rv-%: $(BUILD)/cmd/rv-%.o $(COMMON_OBJ) $(BUILD)/librevela.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ $(BUILD)/cmd/rv-$*.o $(COMMON_OBJ) \
+	    -Wl,--whole-archive $(BUILD)/librevela.a -Wl,--no-whole-archive $(LDLIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(BUILD)/librevela.a $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(COMMON_OBJ) $(BUILD)/librevela.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -rdynamic -o $@ $< $(COMMON_OBJ) \
+	    -Wl,--whole-archive $(BUILD)/librevela.a -Wl,--no-whole-archive $(LDLIBS)
 
 # CUDA: compiled wherever nvcc exists (CI compiles, a GPU machine also runs).
 $(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh lib/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=$(CUDA_ARCH) -Ilib -Ikernels -c $< -o $@
+	$(NVCC) -O3 -std=c++17 -arch=$(CUDA_ARCH) -Xcompiler -fPIC -Ilib -Ikernels -c $< -o $@
 cuda: $(CU_OBJ)
 
 # Optional rule fragments (e.g. mk/cuda.mk for GPU test programs), one concern each.
@@ -126,6 +132,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	$(if $(CUDA_BACKEND),install -d $(DESTDIR)$(PREFIX)/lib/revela && \
+	    install -m 755 $(CUDA_BACKEND) $(DESTDIR)$(PREFIX)/lib/revela/)
 	for p in $(MAN_PAGES); do \
 	    s=$${p##*.}; install -m 644 $$p $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 

@@ -1,10 +1,12 @@
-# cuda.mk — GPU test programs (included by the Makefile; kernels/*.cu are
-# compiled by the Makefile's own rule into $(BUILD)/kernels/*.o).
+# cuda.mk — the CUDA backend library and GPU test programs (included by the
+# Makefile; kernels/*.cu are compiled by the Makefile's own rule into
+# $(BUILD)/kernels/*.o).
+#   make               also $(BIN)/librevela-cuda.so where nvcc exists (tools load it on --device cuda)
 #   make gpu-tests     $(BUILD)/gpu/test_gpu_ops (the parity test, real CUDA; needs nvcc)
 #                      and $(BUILD)/gpu/bench_gpu (the in-batch attention / GEMM timer)
-#   make gpu-emu       $(BUILD)/gpu-emu/test_gpu_ops (and bench_gpu): the same programs with
-#                      kernels/*.cu compiled as C++ for the CPU emulator (kernels/dev/cuda_emu.h;
-#                      no nvcc needed)
+#   make gpu-emu       $(BUILD)/gpu-emu/test_gpu_ops (and bench_gpu, librevela-cuda.so): the same
+#                      programs and backend with kernels/*.cu compiled as C++ for the CPU
+#                      emulator (kernels/dev/cuda_emu.h; no nvcc needed)
 #   make gpu-emu-asan  the emulated test under ASan + UBSan (out-of-bounds kernel accesses)
 #   make gpu-check     builds both and runs them (real one SKIPs without a device)
 # `make check` (not under sanitizers) also builds $(BUILD)/tests/test_gpu_ops (prints
@@ -24,6 +26,19 @@ CUDA_LDLIBS = $(CUBLASLT_LIB) -Wl,-rpath,$(patsubst %/,%,$(dir $(CUBLASLT_LIB)))
 
 GPU_TEST_DEPS = tests/gpu/test_gpu_ops.c kernels/cuda_ops.h $(wildcard lib/*.h) $(BUILD)/librevela.a
 
+# ---------------------------------------------------------------- the backend library
+# kernels/*.cu as one shared library, loaded by the tools on --device cuda
+# (lib/cuda_loader.h). Its librevela calls resolve against the tool.
+$(BIN)/librevela-cuda.so: $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	$(NVCC) -shared -arch=$(CUDA_ARCH) -o $@ $(CU_OBJ) $(CUBLASLT_LIB) -Xlinker -rpath,$(patsubst %/,%,$(dir $(CUBLASLT_LIB)))
+
+# The same backend on the CPU emulator: CLI tests run `--device cuda` with
+# RV_CUDA_LIB pointing here.
+$(BUILD)/gpu-emu/librevela-cuda.so: $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -o $@ $(EMU_OBJ)
+
 # ---------------------------------------------------------------- real CUDA
 $(BUILD)/gpu/test_gpu_ops: $(GPU_TEST_DEPS) $(CU_OBJ)
 	@mkdir -p $(dir $@)
@@ -34,7 +49,7 @@ $(BUILD)/gpu/bench_gpu: tests/gpu/bench_gpu.c kernels/cuda_ops.h $(wildcard lib/
 	$(CC) $(ALL_CFLAGS) -Ikernels $(ALL_LDFLAGS) -o $@ $< $(CU_OBJ) $(BUILD)/librevela.a $(LDLIBS) $(CUDA_LDLIBS)
 
 # ---------------------------------------------------------------- CPU emulator
-EMU_CXXFLAGS = -std=c++17 -O2 -g -Wall -Wextra -Wshadow -Wno-unknown-pragmas -DRV_CUDA_EMULATE -Ilib -Ikernels
+EMU_CXXFLAGS = -std=c++17 -O2 -g -fPIC -Wall -Wextra -Wshadow -Wno-unknown-pragmas -DRV_CUDA_EMULATE -Ilib -Ikernels
 EMU_OBJ = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu/kernels/%.o,$(CU_SRC))
 
 $(BUILD)/gpu-emu/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h kernels/dev/*.h lib/*.h)
@@ -69,7 +84,7 @@ else
 gpu-tests:
 	@echo "gpu-tests: nvcc not found; only the emulated test (make gpu-emu) can be built"
 endif
-gpu-emu: $(BUILD)/gpu-emu/test_gpu_ops $(BUILD)/gpu-emu/bench_gpu
+gpu-emu: $(BUILD)/gpu-emu/test_gpu_ops $(BUILD)/gpu-emu/bench_gpu $(BUILD)/gpu-emu/librevela-cuda.so
 gpu-emu-asan: $(BUILD)/gpu-emu-asan/test_gpu_ops
 	$(BUILD)/gpu-emu-asan/test_gpu_ops
 
@@ -83,7 +98,7 @@ ifeq ($(SAN),)
 $(BUILD)/tests/test_gpu_emu: $(BUILD)/gpu-emu/test_gpu_ops
 	@mkdir -p $(dir $@)
 	cp $< $@
-check: $(BUILD)/tests/test_gpu_emu
+check: $(BUILD)/tests/test_gpu_emu $(BUILD)/gpu-emu/librevela-cuda.so
 ifneq ($(NVCC),)
 $(BUILD)/tests/test_gpu_ops: $(BUILD)/gpu/test_gpu_ops
 	@mkdir -p $(dir $@)
