@@ -22,6 +22,8 @@
 #   build     make -j gpu-tests (librevela, kernels for CUDA_ARCH (default sm_90), the GPU
 #             programs), then make -j all (every tool)
 #   parity    build/gpu/test_gpu_ops: every kernel against its CPU twin (all shapes)
+#   gpu-NAME  tests/gpu/NAME.sh, each: a tool with --device cuda end to end (vs the CPU
+#             backend and PyTorch where present), PASS/FAIL/INFO lines
 #   bench     bench/gpu.sh: in-batch attention vs naive PyTorch, cuBLASLt vs torch.matmul,
 #             and our in-batch results vs PyTorch fp32 autograd
 #   memcheck  compute-sanitizer --tool memcheck  test_gpu_ops --quick
@@ -193,6 +195,25 @@ else
     record parity FAIL 0 "not built"
 fi
 
+# ---------------------------------------------------------------- tools on the GPU
+# Every tests/gpu/*.sh: a tool run end to end with --device cuda on the real
+# backend (bin/librevela-cuda.so), against the CPU backend and, where the image
+# has torch, PyTorch; each prints PASS/FAIL/SKIP/INFO lines (INFO: timings).
+: >"$OUT/tools.log"
+for t in tests/gpu/*.sh; do
+    [ -f "$t" ] || continue
+    t0=$(date +%s)
+    name=$(basename "$t" .sh)
+    : >"$OUT/tool-$name.log"
+    run_stage "gpu-$name" 120 "$OUT/tool-$name.log" env BIN=bin BUILD=build RV_CUDA_LIB= bash "$t"
+    cat "$OUT/tool-$name.log" >>"$OUT/tools.log"
+    p=$(grep -c '^PASS ' "$OUT/tool-$name.log"); f=$(grep -c '^FAIL ' "$OUT/tool-$name.log")
+    if [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$p" -gt 0 ]; then st=ok
+    elif [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT
+    else st=FAIL; fi
+    record "gpu-$name" "$st" $(($(date +%s) - t0)) "$p passed, $f failed (rc $RC)"
+done
+
 # ---------------------------------------------------------------- benchmark
 if [ -x build/gpu/bench_gpu ]; then
     t0=$(date +%s)
@@ -240,6 +261,10 @@ done
         echo "--- parity failures (first 25):"
         grep '^FAIL ' "$OUT/parity.log" | head -25 | cut -c1-300
         grep -q '^FAIL ' "$OUT/parity.log" || echo "(none)"
+    fi
+    if [ -s "$OUT/tools.log" ]; then
+        echo "--- tools on the GPU (FAIL and INFO lines):"
+        grep -E '^(FAIL|INFO) ' "$OUT/tools.log" | head -40 | cut -c1-200
     fi
     if [ -s /tmp/rv-gpu-bench/table.txt ]; then
         echo "--- benchmark ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); medians of 5):"
