@@ -69,8 +69,6 @@ static int expect_missing_library(void)
 
 static void test_loads_emulated_backend(void)
 {
-    /* `make check` builds it before the tests run. */
-    REQUIRE(access(emu_backend(), R_OK) == 0, "%s is not built (make gpu-emu)", emu_backend());
     CHECK(in_child(emu_backend(), call_device_count) == 0, "calling rv_cuda_device_count in %s", emu_backend());
     CHECK(in_child(emu_backend(), expect_missing_function) == 0, "a missing function is an error naming it");
 }
@@ -107,7 +105,12 @@ static void test_missing_backend(void)
 int main(void)
 {
     test_suite = "cuda_loader";
-    RUN_TEST(test_loads_emulated_backend);
+    /* `make check` builds the emulated backend; `make check-asan` does not
+     * (the emulator's fibers and ASan do not mix). */
+    if (access(emu_backend(), R_OK) == 0)
+        RUN_TEST(test_loads_emulated_backend);
+    else
+        printf("SKIP cuda_loader/test_loads_emulated_backend (%s not built)\n", emu_backend());
     RUN_TEST(test_missing_backend);
     const char *bin = getenv("BIN");
     snprintf(real_backend, sizeof real_backend, "%s/librevela-cuda.so", bin && *bin ? bin : "bin");
