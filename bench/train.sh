@@ -65,6 +65,7 @@ groups() {
 # measure LABEL MODEL B LEN R STEPS WARMUP RUNS: prints both figures; returns 3 when the peer ran out of memory
 measure() {
     local label=$1 model=$2 b=$3 len=$4 r=$5 steps=$6 warm=$7 runs=$8 peer_oom= run rc ours_loss1= peer_loss1= peer_line=
+    local ours_mem=
     groups "$tmp/groups.jsonl" "$b" $((warm + steps)) || return 1
     : > "$tmp/ours.ms"; : > "$tmp/ours.rss"; : > "$tmp/peer.ms"; : > "$tmp/peer.rss"; : > "$tmp/peer.err"
     echo "== $label: B=$b max-len=$len r=$r threads=$THREADS, $runs run(s) x $steps timed step(s) after $warm warm-up step(s)"
@@ -77,6 +78,8 @@ measure() {
         sed -n 's/.*"step":\([0-9]*\),.*"ms_per_step":\([^,]*\),.*/\1 \2/p' "$tmp/out/log.jsonl" |
             awk -v w="$warm" '$1 > w {print $2}' >> "$tmp/ours.ms"
         tail -n 1 "$tmp/rss" >> "$tmp/ours.rss"
+        [ "$run" = 1 ] && ours_mem=$(tr -d '{}"' < "$tmp/out/memory.json" | tr ',' '\n' |
+            awk -F: '{printf "%s%s %.1f MiB", (NR > 1 ? ", " : ""), $1, $2 / 1048576}' | sed 's/_bytes//g')
         [ "$run" = 1 ] && ours_loss1=$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$tmp/out/log.jsonl")
         [ -n "$PY" ] && [ -z "$peer_oom" ] || continue
         /usr/bin/time -f '%M' -o "$tmp/rss" "$PY" scripts/revela_torch.py bench --model "$model" \
@@ -97,6 +100,7 @@ measure() {
     local ours_ms ours_rss peer_ms peer_rss
     ours_ms=$(median < "$tmp/ours.ms"); ours_rss=$(( $(sort -g "$tmp/ours.rss" | tail -n 1) / 1024 ))
     echo "ours (rv-train):     median $ours_ms ms/step over $(wc -l < "$tmp/ours.ms") steps, peak RSS $ours_rss MiB"
+    echo "  ours by kind (memory.json): $ours_mem"
     if [ -z "$PY" ]; then
         echo "peer: not measured ($peer_why); ratio: n/a"
         return 0

@@ -439,6 +439,7 @@ int main(int argc, char **argv)
     size_t weight_bytes = rv_train_base_n_floats(&rbase) * sizeof(float);
     if (lbase != &rbase)
         weight_bytes += rv_train_base_n_floats(lbase) * sizeof(float);
+    /* per trainable parameter: the value, its gradient and AdamW's two moments */
     size_t train_bytes = 4 * sizeof(float) * (lnet.n_params + (rnp ? rnet.n_params : 0));
 
     long total = o.max_steps > 0 ? o.max_steps
@@ -591,8 +592,11 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/memory.json", o.out);
     rv_atomic_file mf;
     if (rv_atomic_open(&mf, path) < 0 ||
-        fprintf(mf.f, "{\"weights_bytes\":%zu,\"trainable_bytes\":%zu,\"activations_peak_bytes\":%zu}\n",
-                weight_bytes, train_bytes, act_peak) < 0 || rv_atomic_commit(&mf) < 0)
+        fprintf(mf.f,
+                "{\"weights_bytes\":%zu,\"trainable_bytes\":%zu,\"parameters_bytes\":%zu,\"gradients_bytes\":%zu,"
+                "\"optimizer_bytes\":%zu,\"activations_peak_bytes\":%zu}\n",
+                weight_bytes, train_bytes, train_bytes / 4, train_bytes / 4, train_bytes / 2, act_peak) < 0 ||
+        rv_atomic_commit(&mf) < 0)
         rv_die("%s: %s", path, rv_error_get());
     if (!o.quiet)
         fprintf(stderr, "rv-train: wrote %s/%s (step %ld); peak activations %.1f MiB\n", o.out,

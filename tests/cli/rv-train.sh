@@ -29,8 +29,24 @@ for f in retriever/adapter_model.safetensors retriever/adapter_config.json lm/ad
     [ -s "$D/full/$f" ] || t_fail "output_$f" "missing $D/full/$f"
 done
 t_eq no_tmp_left "$(ls "$D/full")" "$(printf 'checkpoint\nhparams.json\nlm\nlog.jsonl\nmemory.json\nretriever')"
-grep -Eq '^\{"weights_bytes":[1-9][0-9]*,"trainable_bytes":[1-9][0-9]*,"activations_peak_bytes":[1-9][0-9]*\}$' \
+grep -Eq '^\{"weights_bytes":[1-9][0-9]*,"trainable_bytes":[1-9][0-9]*,"parameters_bytes":[1-9][0-9]*,"gradients_bytes":[1-9][0-9]*,"optimizer_bytes":[1-9][0-9]*,"activations_peak_bytes":[1-9][0-9]*\}$' \
     "$D/full/memory.json"; T_RC=$?; t_exit memory_breakdown 0
+# the parameter bytes are the adapters' fp32 element count, read from the
+# safetensors headers; the parts add up to trainable_bytes
+t_eq memory_parameters_match_adapters "$(python3 -c '
+import json, struct, sys
+n = 0
+for f in sys.argv[1:]:
+    with open(f, "rb") as fh:
+        hdr = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+    for k, v in hdr.items():
+        if k != "__metadata__":
+            e = 1
+            for d in v["shape"]: e *= d
+            n += e
+m = json.load(open(sys.argv[1].rsplit("/", 2)[0] + "/memory.json"))
+print(n * 4 == m["parameters_bytes"], m["parameters_bytes"] + m["gradients_bytes"] + m["optimizer_bytes"] == m["trainable_bytes"])
+' "$D/full/retriever/adapter_model.safetensors" "$D/full/lm/adapter_model.safetensors")" "True True"
 # the loss moves once the learning rate is non-zero (steps 1-2 run at lr 0 under log warm-up)
 t_eq lr_schedule "$(sed 's/.*"lr":\([^,]*\),.*/\1/' "$D/full/log.jsonl" | tr '\n' ' ')" "0 0 0.01 0.01 "
 grep -q '"task_type": "FEATURE_EXTRACTION"' "$D/full/retriever/adapter_config.json" &&
