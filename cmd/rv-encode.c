@@ -2,9 +2,14 @@
  * (+ a PEFT LoRA adapter): EOS pooling and L2 normalisation by default, as
  * Revela/RepLLaMA evaluate. Wiring only: the model runtime is lib/model.c,
  * lib/forward.c, lib/lora.c; the text convention and batching live in
- * lib/forward_encode.c. */
+ * lib/forward_encode.c. With --device cuda the forward pass runs in the CUDA
+ * backend (kernels/encode_gpu.cu, loaded by lib/cuda_loader.c); everything
+ * else — loading, LoRA merge, tokenisation, output — is the same code.
+ * --shard I/N keeps the records at input positions ≡ I (mod N), for array
+ * jobs that each read the whole input. */
 #include "cli.h"
 #include "buf.h"
+#include "cuda_loader.h"
 #include "forward.h"
 #include "forward_encode.h"
 #include "json.h"
@@ -18,6 +23,7 @@
 #include "stream.h"
 #include "tokenizer.h"
 #include "version.h"
+#include "../kernels/encode_gpu.h"   /* the backend's entry points, called through pointers */
 
 #include <getopt.h>
 #include <omp.h>
@@ -48,6 +54,13 @@ _Noreturn static void usage(void)
            "      --batch-size N      sequences per forward pass (default: no limit)\n"
            "      --window N          inputs read, sorted by length and encoded together (default 8192)\n"
            "      --threads N         BLAS and OpenMP threads (default: all cores)\n"
+           "      --device D          cpu (default) or cuda: the forward pass on a GPU (the CUDA backend\n"
+           "                          librevela-cuda.so, found next to the tool or at $RV_CUDA_LIB)\n"
+           "      --gpu N             CUDA device index (default 0)\n"
+           "      --gpu-dtype T       weights and activations on the GPU: bf16 (default; fp32 accumulation\n"
+           "                          and residual stream) or f32 (matches the CPU path up to rounding)\n"
+           "      --shard I/N         encode only the inputs at positions I, I+N, I+2N, ... (0-based, I < N):\n"
+           "                          N jobs over the same INPUT together write every record once\n"
            "  -o, --output FILE       write FILE (atomically, via FILE.part) instead of standard output\n"
            "  -f, --force             write the binary stream even when standard output is a terminal\n"
            "  -q, --quiet             no progress or summary on standard error\n"
@@ -233,8 +246,42 @@ static void on_progress(void *ctx, size_t done)
 
 enum {
     OPT_TOKENIZER = 256, OPT_MAX_LEN, OPT_POOLING, OPT_NO_NORM, OPT_EOS, OPT_DTYPE, OPT_NPY, OPT_BATCH_TOKENS,
-    OPT_BATCH_SIZE, OPT_WINDOW, OPT_THREADS
+    OPT_BATCH_SIZE, OPT_WINDOW, OPT_THREADS, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE, OPT_SHARD
 };
+
+/* "I/N" with 0 <= I < N; usage error otherwise. */
+static void parse_shard(const char *s, uint64_t *index, uint64_t *count)
+{
+    const char *slash = strchr(s, '/');
+    char num[32];
+    if (!slash || (size_t)(slash - s) >= sizeof num)
+        rv_die_usage("--shard: expected I/N (e.g. 0/4), found \"%s\"", s);
+    memcpy(num, s, (size_t)(slash - s));
+    num[slash - s] = 0;
+    *index = rv_parse_uint("--shard index", num, UINT32_MAX);
+    *count = rv_parse_uint("--shard count", slash + 1, UINT32_MAX);
+    if (*count == 0 || *index >= *count)
+        rv_die_usage("--shard %s: expected 0 <= I < N", s);
+}
+
+/* The CUDA backend's entry points (encode_gpu.h), looked up by name. */
+typedef struct {
+    rv_encode_gpu_open_fn *open;
+    rv_encode_gpu_device_name_fn *device_name;
+    rv_encode_gpu_weight_bytes_fn *weight_bytes;
+    rv_encode_gpu_sequences_fn *sequences;
+    rv_encode_gpu_close_fn *close;
+} gpu_api;
+
+static void gpu_api_load(gpu_api *a)
+{
+    if (!(a->open = (rv_encode_gpu_open_fn *)rv_cuda_backend_sym("rv_encode_gpu_open")) ||
+        !(a->device_name = (rv_encode_gpu_device_name_fn *)rv_cuda_backend_sym("rv_encode_gpu_device_name")) ||
+        !(a->weight_bytes = (rv_encode_gpu_weight_bytes_fn *)rv_cuda_backend_sym("rv_encode_gpu_weight_bytes")) ||
+        !(a->sequences = (rv_encode_gpu_sequences_fn *)rv_cuda_backend_sym("rv_encode_gpu_sequences")) ||
+        !(a->close = (rv_encode_gpu_close_fn *)rv_cuda_backend_sym("rv_encode_gpu_close")))
+        rv_die("--device cuda: %s", rv_error_get());
+}
 
 int main(int argc, char **argv)
 {
@@ -249,6 +296,8 @@ int main(int argc, char **argv)
         {"batch-tokens", required_argument, 0, OPT_BATCH_TOKENS},
         {"batch-size", required_argument, 0, OPT_BATCH_SIZE}, {"window", required_argument, 0, OPT_WINDOW},
         {"threads", required_argument, 0, OPT_THREADS}, {"output", required_argument, 0, 'o'},
+        {"device", required_argument, 0, OPT_DEVICE}, {"gpu", required_argument, 0, OPT_GPU},
+        {"gpu-dtype", required_argument, 0, OPT_GPU_DTYPE}, {"shard", required_argument, 0, OPT_SHARD},
         {"force", no_argument, 0, 'f'},              {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},               {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -260,6 +309,9 @@ int main(int argc, char **argv)
     rv_pooling pooling = RV_POOL_EOS;
     rv_dtype dtype = RV_DTYPE_F32;
     rv_encode_params ep = {4096, 0, RV_POOL_EOS, 1};
+    int use_cuda = 0, gpu = 0, gpu_opts = 0;
+    rv_wtype gpu_dtype = RV_WT_BF16;
+    uint64_t shard_i = 0, shard_n = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:a:p:o:fqhV", opts, NULL)) != -1) {
         switch (c) {
@@ -284,6 +336,19 @@ int main(int argc, char **argv)
         case OPT_BATCH_SIZE: ep.batch_size = rv_parse_uint("--batch-size", optarg, 1u << 24); break;
         case OPT_WINDOW: window = rv_parse_uint("--window", optarg, 1u << 24); break;
         case OPT_THREADS: threads = (int)rv_parse_uint("--threads", optarg, 4096); break;
+        case OPT_DEVICE:
+            if (strcmp(optarg, "cpu") == 0) use_cuda = 0;
+            else if (strcmp(optarg, "cuda") == 0) use_cuda = 1;
+            else rv_die_usage("--device: expected cpu or cuda, found \"%s\"", optarg);
+            break;
+        case OPT_GPU: gpu = (int)rv_parse_uint("--gpu", optarg, 1023); gpu_opts = 1; break;
+        case OPT_GPU_DTYPE:
+            if (strcmp(optarg, "bf16") == 0) gpu_dtype = RV_WT_BF16;
+            else if (strcmp(optarg, "f32") == 0) gpu_dtype = RV_WT_F32;
+            else rv_die_usage("--gpu-dtype: expected bf16 or f32, found \"%s\"", optarg);
+            gpu_opts = 1;
+            break;
+        case OPT_SHARD: parse_shard(optarg, &shard_i, &shard_n); break;
         case 'o': output = optarg; break;
         case 'f': force = 1; break;
         case 'q': quiet = 1; break;
@@ -302,11 +367,16 @@ int main(int argc, char **argv)
         rv_die_usage("--window and --batch-tokens must be positive");
     if (npy_path && dtype == RV_DTYPE_BF16)
         rv_die_usage("--npy: .npy has no bf16 type; use --dtype f32 or f16");
+    if (gpu_opts && !use_cuda)
+        rv_die_usage("--gpu and --gpu-dtype need --device cuda");
     const char *in_path = optind < argc ? argv[optind] : NULL;
     ep.pooling = pooling;
     ep.normalize = normalize;
     rv_ops_set_threads(threads);
 
+    gpu_api gapi = {0};
+    if (use_cuda)
+        gpu_api_load(&gapi);   /* a missing backend fails before the model is read */
     double t0 = rv_now();
     rv_model *m = rv_model_load(model_path);
     if (!m)
@@ -350,16 +420,37 @@ int main(int argc, char **argv)
     rv_buf_printf(&meta, ",\"tokenizer_hash\":\"%016llx\",\"prefix\":",
                   (unsigned long long)rv_tokenizer_file_hash(tok));
     rv_json_put_string(&meta, prefix, strlen(prefix));
-    if (rv_buf_printf(&meta, ",\"strip\":true,\"pooling\":\"%s\",\"normalized\":%s,\"max_len\":%zu,\"eos_id\":%u}",
-                      pooling == RV_POOL_EOS ? "eos" : "mean", normalize ? "true" : "false", max_len, eos) < 0 ||
-        rv_buf_putc(&meta, 0) < 0)
+    rv_buf_printf(&meta, ",\"strip\":true,\"pooling\":\"%s\",\"normalized\":%s,\"max_len\":%zu,\"eos_id\":%u",
+                  pooling == RV_POOL_EOS ? "eos" : "mean", normalize ? "true" : "false", max_len, eos);
+    /* only what changes the vectors or the record set is added, and only when
+     * not the default, so CPU output stays as it was */
+    if (use_cuda)
+        rv_buf_printf(&meta, ",\"device\":\"cuda\",\"gpu_dtype\":\"%s\"", rv_wtype_name(gpu_dtype));
+    if (shard_n > 1)
+        rv_buf_printf(&meta, ",\"shard\":\"%llu/%llu\"", (unsigned long long)shard_i, (unsigned long long)shard_n);
+    if (rv_buf_putc(&meta, '}') < 0 || rv_buf_putc(&meta, 0) < 0)
         rv_die_lib();
+
+    rv_encode_gpu *gdev = NULL;
+    char dev_desc[400] = "cpu";
+    if (use_cuda) {
+        double tg = rv_now();
+        if (!(gdev = gapi.open(m, gpu, gpu_dtype)))
+            rv_die("--device cuda: %s", rv_error_get());
+        snprintf(dev_desc, sizeof dev_desc, "cuda:%d %s, %s weights %.1f MiB (uploaded in %.1fs)", gpu,
+                 gapi.device_name(gdev), rv_wtype_name(gpu_dtype), (double)gapi.weight_bytes(gdev) / (1 << 20),
+                 rv_now() - tg);
+    }
     if (!quiet)
         fprintf(stderr, "rv-encode: model %s (%s, %u layers, dim %zu%s), adapter %s, prefix \"%s\", pooling %s, "
-                        "max-len %zu, eos %u, batch-tokens %zu, threads %d (loaded in %.1fs)\n",
+                        "max-len %zu, eos %u, batch-tokens %zu, threads %d (loaded in %.1fs), device %s\n",
                 model_path, rv_arch_name(m->cfg.arch), m->cfg.n_layers, D, m->format == RV_MODEL_GGUF ? ", GGUF" : "",
                 adapter ? adapter : "none", prefix, pooling == RV_POOL_EOS ? "eos" : "mean", max_len, eos,
-                ep.batch_tokens, threads ? threads : omp_get_max_threads(), rv_now() - t0);
+                ep.batch_tokens, threads ? threads : omp_get_max_threads(), rv_now() - t0, dev_desc);
+    if (!quiet && shard_n > 1)
+        fprintf(stderr, "rv-encode: shard %llu/%llu: inputs at positions %llu + k*%llu (0-based)\n",
+                (unsigned long long)shard_i, (unsigned long long)shard_n, (unsigned long long)shard_i,
+                (unsigned long long)shard_n);
 
     input in;
     input_open(&in, in_path);
@@ -372,7 +463,7 @@ int main(int argc, char **argv)
     if (npy_path && !(npy = rv_npy_writer_open(npy_path, D, dtype == RV_DTYPE_F16)))
         rv_die_lib();
 
-    rv_forward *fw = rv_forward_new(m);
+    rv_forward *fw = use_cuda ? NULL : rv_forward_new(m);
     int n_thr = omp_get_max_threads();
     rv_tok_state **states = calloc((size_t)n_thr, sizeof *states);
     rv_buf *scratch = calloc((size_t)n_thr, sizeof *scratch);
@@ -380,21 +471,30 @@ int main(int argc, char **argv)
     rv_ids *seqs = calloc(window, sizeof *seqs);
     rv_buf idbuf = {0}, textbuf = {0}, rec = {0};
     size_t *off = malloc((window + 1) * sizeof *off);
+    uint64_t *pos_of = malloc(window * sizeof *pos_of);   /* input position, for error messages */
     float *emb = malloc(window * D * sizeof(float));
     rv_ids all = {0};
-    if (!fw || !states || !scratch || !ids_of || !texts || !seqs || !off || !emb)
+    if ((!use_cuda && !fw) || !states || !scratch || !ids_of || !texts || !seqs || !off || !pos_of || !emb)
         rv_die("out of memory");
     for (int i = 0; i < n_thr; i++)
         if (!(states[i] = rv_tok_state_new(tok)))
             rv_die_lib();
 
     rv_progress prog;
-    rv_progress_start(&prog, "rv-encode", "docs", count_inputs(in_path), quiet);
-    uint64_t n_docs = 0, n_tokens = 0;
+    uint64_t n_expect = count_inputs(in_path);
+    if (shard_n > 1)   /* positions shard_i, shard_i + N, ... below the count */
+        n_expect = n_expect > shard_i ? (n_expect - shard_i + shard_n - 1) / shard_n : 0;
+    rv_progress_start(&prog, "rv-encode", "docs", n_expect, quiet);
+    uint64_t n_docs = 0, n_tokens = 0, in_pos = 0;
     double flops = 0, t_start = rv_now();
     for (;;) {
         size_t n = 0;
         while (n < window && input_next(&in, &idbuf, &textbuf)) {
+            /* every record is read and checked in every shard, so all N jobs
+             * agree on the positions and fail alike on bad input */
+            if (in_pos++ % shard_n != shard_i)
+                continue;
+            pos_of[n] = in_pos;
             ids_of[n].len = texts[n].len = 0;
             if (rv_buf_append(&ids_of[n], idbuf.data, idbuf.len) < 0 ||
                 rv_buf_append(&texts[n], textbuf.data, textbuf.len) < 0)
@@ -414,7 +514,7 @@ int main(int argc, char **argv)
 #pragma omp critical
                 if (!failed) {
                     failed = 1;
-                    snprintf(err, sizeof err, "input %llu: %s", (unsigned long long)(n_docs + (uint64_t)i + 1),
+                    snprintf(err, sizeof err, "input %llu: %s", (unsigned long long)pos_of[i],
                              rv_error_get());
                 }
             }
@@ -431,7 +531,10 @@ int main(int argc, char **argv)
             off[i + 1] = all.n;
         }
         progress_ctx pc = {&prog, n_docs};
-        if (rv_encode_sequences(fw, D, all.v, off, n, &ep, emb, on_progress, &pc, &flops) < 0)
+        if (use_cuda) {
+            if (gapi.sequences(gdev, all.v, off, n, &ep, emb, on_progress, &pc, &flops) < 0)
+                rv_die("--device cuda: %s", rv_error_get());
+        } else if (rv_encode_sequences(fw, D, all.v, off, n, &ep, emb, on_progress, &pc, &flops) < 0)
             rv_die_lib();
         for (size_t i = 0; i < n; i++) {
             rec.len = 0;
@@ -468,10 +571,12 @@ int main(int argc, char **argv)
         rv_buf_free(&texts[i]);
         rv_ids_free(&seqs[i]);
     }
-    free(states); free(scratch); free(ids_of); free(texts); free(seqs); free(off); free(emb);
+    free(states); free(scratch); free(ids_of); free(texts); free(seqs); free(off); free(pos_of); free(emb);
     rv_ids_free(&all);
     rv_buf_free(&idbuf); rv_buf_free(&textbuf); rv_buf_free(&rec); rv_buf_free(&meta);
     rv_forward_free(fw);
+    if (gdev)
+        gapi.close(gdev);
     rv_tokenizer_free(tok);
     rv_model_free(m);
     return RV_EXIT_OK;
