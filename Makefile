@@ -59,7 +59,7 @@ probe:
 deps:
 	scripts/deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h cmd/common/*.h) | probe
+$(BUILD)/%.o: %.c $(wildcard lib/*.h cmd/common/*.h kernels/*.h) | probe
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 

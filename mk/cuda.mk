@@ -26,6 +26,11 @@ CUDA_LDLIBS = $(CUBLASLT_LIB) -Wl,-rpath,$(patsubst %/,%,$(dir $(CUBLASLT_LIB)))
 
 GPU_TEST_DEPS = tests/gpu/test_gpu_ops.c kernels/cuda_ops.h $(wildcard lib/*.h) $(BUILD)/librevela.a
 
+# The emulator's build of kernels/*.cu (defined before any rule names it:
+# make expands prerequisites when it reads a rule).
+EMU_CXXFLAGS = -std=c++17 -O2 -g -fPIC -Wall -Wextra -Wshadow -Wno-unknown-pragmas -DRV_CUDA_EMULATE -Ilib -Ikernels
+EMU_OBJ = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu/kernels/%.o,$(CU_SRC))
+
 # ---------------------------------------------------------------- the backend library
 # kernels/*.cu as one shared library, loaded by the tools on --device cuda
 # (lib/cuda_loader.h). Its librevela calls resolve against the tool.
@@ -49,8 +54,6 @@ $(BUILD)/gpu/bench_gpu: tests/gpu/bench_gpu.c kernels/cuda_ops.h $(wildcard lib/
 	$(CC) $(ALL_CFLAGS) -Ikernels $(ALL_LDFLAGS) -o $@ $< $(CU_OBJ) $(BUILD)/librevela.a $(LDLIBS) $(CUDA_LDLIBS)
 
 # ---------------------------------------------------------------- CPU emulator
-EMU_CXXFLAGS = -std=c++17 -O2 -g -fPIC -Wall -Wextra -Wshadow -Wno-unknown-pragmas -DRV_CUDA_EMULATE -Ilib -Ikernels
-EMU_OBJ = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu/kernels/%.o,$(CU_SRC))
 
 $(BUILD)/gpu-emu/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h kernels/dev/*.h lib/*.h)
 	@mkdir -p $(dir $@)
