@@ -3,6 +3,8 @@
  *   ATT_*              block shape: 4 warps, 4 query rows per warp, 32 keys per tile
  *   att_tile_load      rows of a [tokens, heads, head_dim] tensor into shared memory,
  *                      zero-filled past the valid rows, optionally with row L2 norms
+ *   att_rows_dot_key, att_rows_accumulate
+ *                      a warp's ATT_R query rows against the lane's key; P V for them
  *   att_smem_ready     raises a kernel's dynamic shared-memory limit when > 48 KiB
  * The kernels are "straightforward tiled": one warp owns a few query rows,
  * lane j scores key j of the tile (a head_dim dot product from shared
@@ -43,6 +45,41 @@ __device__ __forceinline__ void att_tile_load(float *dst, int pitch, const void 
             ss = rv_warp_sum(ss);
             if (lane == 0)
                 norms[r] = sqrtf(ss);
+        }
+    }
+}
+
+/* Scores of the warp's ATT_R query rows (rows warp*ATT_R.. of Qs, pitch
+ * q_pitch) against the key row `key_row` (the lane's key): sc[r] = Q_r . K. */
+__device__ __forceinline__ void att_rows_dot_key(float *sc, const float *Qs, int q_pitch, int warp,
+                                                 const float *key_row, int hd)
+{
+#pragma unroll
+    for (int r = 0; r < ATT_R; r++)
+        sc[r] = 0.0f;
+    for (int d = 0; d < hd; d++) {
+        float kd = key_row[d];
+#pragma unroll
+        for (int r = 0; r < ATT_R; r++)
+            sc[r] += Qs[(warp * ATT_R + r) * q_pitch + d] * kd;
+    }
+}
+
+/* acc[r][c] += sum over jj < n_keys of (p[r] held by lane jj) * Vs[jj][c*32 + lane]. */
+__device__ __forceinline__ void att_rows_accumulate(float (*acc)[ATT_NC], const float *p, const float *Vs, int pitch,
+                                                    int n_keys, int lane, int hd)
+{
+    for (int jj = 0; jj < n_keys; jj++) {
+        float vj[ATT_NC];
+#pragma unroll
+        for (int c = 0; c < ATT_NC; c++)
+            vj[c] = c * 32 + lane < hd ? Vs[jj * pitch + c * 32 + lane] : 0.0f;
+#pragma unroll
+        for (int r = 0; r < ATT_R; r++) {
+            float pj = rv_shfl(p[r], jj);
+#pragma unroll
+            for (int c = 0; c < ATT_NC; c++)
+                acc[r][c] += pj * vj[c];
         }
     }
 }

@@ -1,9 +1,10 @@
 /* cuda_ops.h — the CUDA backend's plain C interface: a device context (one
  * GPU, one stream, a cuBLASLt handle with a plan cache, a scratch buffer),
  * device memory helpers, and the GPU twins of the ops in lib/ops.h,
- * lib/train_ops.h and lib/inbatch_attn.h. Every function returns 0, or -1
- * with a message set by rv_error_set() (a failed CUDA/cuBLAS call names the
- * file, line, call and CUDA's error string); nothing here exits or prints.
+ * lib/train_ops.h, lib/inbatch_attn.h and lib/adamw.h. Every function
+ * returns 0, or -1 with a message set by rv_error_set() (a failed
+ * CUDA/cuBLAS call names the file, line, call and CUDA's error string);
+ * nothing here exits or prints.
  *
  * Conventions:
  *  - Every tensor argument is a DEVICE pointer; small index arrays (lengths,
@@ -30,6 +31,7 @@ extern "C" {
 #endif
 
 #include "inbatch_attn.h"   /* rv_inbatch_cfg, and rv_attn_shape via train_ops.h */
+#include "adamw.h"          /* rv_adamw_hparams */
 #include "ops.h"            /* rv_wtype */
 
 typedef struct rv_cuda rv_cuda;
@@ -119,6 +121,30 @@ int rv_cuda_l2_normalize(rv_cuda *c, void *x, rv_wtype x_t, size_t rows, size_t 
 int rv_cuda_eos_pool_l2(rv_cuda *c, float *e, float *norm, const void *h, rv_wtype h_t, int batch, int seq_len,
                         int dim, const int *lengths);
 
+/* ---------------------------------------------------------------- element-wise and row ops: backward
+ * (kernels/elementwise_backward.cu). Gradients are added into, as train_ops.h. */
+
+/* rv_rmsnorm_backward: x [rows, dim] (x_t), w [dim] (w_t), rstd [rows] (f32,
+ * from rv_cuda_rmsnorm), dy [rows, dim] (g_t); dx [rows, dim] (g_t) +=
+ * r w dy - x r^3 (dy.w.x)/dim; dw [dim] (f32) += sum over rows of dy x r.
+ * dw is reduced over rows in a fixed order (deterministic, no atomics). */
+int rv_cuda_rmsnorm_backward(rv_cuda *c, const void *x, rv_wtype x_t, const void *w, rv_wtype w_t,
+                             const float *rstd, const void *dy, void *dx, rv_wtype g_t, float *dw, size_t rows,
+                             size_t dim);
+
+/* rv_swiglu_backward: gate, up [n] (in_t), dout [n] (g_t); dgate += dout up
+ * silu'(gate), dup += dout silu(gate) (both g_t). rv_cuda_rope with
+ * direction -1 is rv_rope_backward. */
+int rv_cuda_swiglu_backward(rv_cuda *c, const void *gate, const void *up, rv_wtype in_t, const void *dout,
+                            void *dgate, void *dup, rv_wtype g_t, size_t n);
+
+/* rv_eos_pool_l2_backward: e, norm from rv_cuda_eos_pool_l2 (f32), de
+ * [batch, dim] (f32); dh [batch*seq_len, dim] (dh_t) rows b*seq_len +
+ * lengths[b]-1 += (de - e (e.de)) / ||h|| (de / 1e-12 when the norm was
+ * clamped). lengths: device int32, 1..seq_len (a bad length is skipped). */
+int rv_cuda_eos_pool_l2_backward(rv_cuda *c, const float *e, const float *norm, const float *de, void *dh,
+                                 rv_wtype dh_t, int batch, int seq_len, int dim, const int *lengths);
+
 /* ---------------------------------------------------------------- causal attention */
 
 /* rv_op_attention_causal over packed sequences: sequence s is rows
@@ -136,6 +162,69 @@ int rv_cuda_attention_causal(rv_cuda *c, void *out, rv_wtype out_t, size_t out_s
 int rv_cuda_causal_attn_forward(rv_cuda *c, const rv_attn_shape *s, const int *lengths, const void *q,
                                 const void *k, const void *v, rv_wtype qkv_t, void *out, rv_wtype out_t,
                                 float *lse);
+
+/* rv_causal_attn_backward on the device (kernels/attention_backward.cu):
+ * q, k, v, out, dout in the padded layout of rv_cuda_causal_attn_forward
+ * (type qkv_t; out is the forward's output, converted to qkv_t if it was
+ * stored otherwise), lse from that forward; adds into dq [batch, seq_len,
+ * n_heads, head_dim] and dk, dv [.., n_kv_heads, ..] (type grad_t); any may
+ * be NULL. Deterministic (no atomics): a row kernel computes D = dout.out
+ * per (row, head) into the context's scratch, one kernel owns the dq rows
+ * of a (query tile, head, sequence), another the dk/dv rows of a (key tile,
+ * kv head, sequence) and loops over the query heads of its group.
+ * head_dim <= 128. */
+int rv_cuda_causal_attn_backward(rv_cuda *c, const rv_attn_shape *s, const int *lengths, const void *q,
+                                 const void *k, const void *v, const void *out, const float *lse, const void *dout,
+                                 rv_wtype qkv_t, void *dq, void *dk, void *dv, rv_wtype grad_t);
+
+/* ---------------------------------------------------------------- LM head + cross-entropy (kernels/ce_head.cu) */
+
+/* rv_lm_head_ce on the device: x [n, dim] and head [vocab, dim] of one type
+ * xh_t; targets [n] device int32 (-100 or any negative: ignored). Rows are
+ * taken in chunks of chunk_rows (0: as many as fit a 256 MiB logits block):
+ * per chunk one GEMM into a scratch f32 logits block, one row kernel (max,
+ * log-sum-exp, the row's loss, and the row's gradient (softmax - onehot) *
+ * grad_scale written over it in xh_t; ignored rows get zeros), and when
+ * asked the two backward GEMMs: dx [n, dim] (type g_t: f32 or xh_t) +=
+ * dlogits head, dhead [vocab, dim] (type g_t) += dlogits^T x. The full
+ * [n, vocab] logits are never held. *loss_sum (a DEVICE double) is written
+ * (not added): the sum over valid rows of lse - logit[target], reduced in a
+ * fixed order. A target >= vocab makes that row's loss NaN (callers check
+ * targets on the host, as rv_lm_head_ce does). Uses the context's scratch. */
+int rv_cuda_lm_head_ce(rv_cuda *c, size_t n, int dim, int vocab, const void *x, const void *head, rv_wtype xh_t,
+                       const int32_t *targets, float grad_scale, double *loss_sum, void *dx, void *dhead,
+                       rv_wtype g_t, size_t chunk_rows);
+
+/* ---------------------------------------------------------------- optimizer (kernels/adamw.cu) */
+
+/* rv_adamw_update on n fp32 master weights: param, m, v f32, updated in
+ * place; grad f32. The scalars (bias corrections, step size, decay) are
+ * formed on the host in double exactly as lib/adamw.c does, and the element
+ * update is the same float expression. t >= 1. */
+int rv_cuda_adamw_update(rv_cuda *c, size_t n, float *param, const float *grad, float *m, float *v, long t,
+                         const rv_adamw_hparams *h);
+
+/* rv_sum_squares: *out (a DEVICE double) += sum of x[i]^2 over n floats,
+ * in double, in a fixed order (call once per tensor, sqrt on the host after
+ * the download for the global norm). */
+int rv_cuda_sum_squares(rv_cuda *c, size_t n, const float *x, double *out);
+
+/* rv_scale: x[i] *= factor. */
+int rv_cuda_scale(rv_cuda *c, size_t n, float *x, float factor);
+
+/* ---------------------------------------------------------------- in-batch weights W (kernels/inbatch_weights.cu) */
+
+/* rv_inbatch_weights_forward on the device: q, p [batch, dim] f32; s and w
+ * [batch, batch] f32 written; W = softmax_row(S / tau), diagonal -inf (W_ii
+ * = 0). numerics as the CPU twin (RV_SIM_BF16 rounds S, S/tau and W to
+ * bf16). batch >= 2, tau > 0. One block per row; fp32 dot products. */
+int rv_cuda_inbatch_weights_forward(rv_cuda *c, int batch, int dim, const float *q, const float *p, double tau,
+                                    rv_sim_numerics numerics, float *s, float *w);
+
+/* rv_inbatch_weights_backward: ds [batch, batch] (f32) overwritten, dq += ds
+ * p and dp += ds^T q (f32, either may be NULL). */
+int rv_cuda_inbatch_weights_backward(rv_cuda *c, int batch, int dim, const float *q, const float *p, const float *w,
+                                     double tau, const float *dw, float *ds, float *dq, float *dp);
 
 /* ---------------------------------------------------------------- in-batch attention (Revela) */
 

@@ -1,9 +1,14 @@
 /* test_gpu_ops.c — every op of kernels/cuda_ops.h against its CPU twin
- * (lib/ops_cpu.c, lib/train_ops.c, lib/inbatch_attn.c, OpenBLAS sgemm) on
+ * (lib/ops_cpu.c, lib/train_ops.c, lib/inbatch_attn.c, lib/adamw.c, OpenBLAS sgemm) on
  * fresh random inputs of several shapes: odd lengths, partial tiles, GQA
  * ratios, head_dim 16..128, strided rows, misaligned pointers, f32 and bf16
  * storage. Device outputs are poisoned (NaN) before each run; gradient
- * outputs start from random values on both sides (the ops add into them).
+ * outputs start from random values on both sides (the ops add into them;
+ * the training-op backward tests compare what was added, got - start
+ * against ref - start). Training ops covered: the backward of RMSNorm,
+ * RoPE, SwiGLU, EOS pooling and causal attention, the LM head fused with
+ * cross-entropy, AdamW with gradient-norm helpers, and the in-batch
+ * weights W = softmax(S / tau) forward and backward.
  * Each case prints "PASS gpu/<case> rel=..." or "FAIL ...", where rel =
  * ||out - ref|| / ||ref|| must be <= 1e-5 for f32 storage and <= 1e-2 for
  * bf16 operands, and any non-finite output fails. Inputs that are bf16 on
@@ -808,6 +813,415 @@ static void test_inbatch(void)
             test_inbatch_case(&large[i]);
 }
 
+/* ---------------------------------------------------------------- training ops: backward
+ * Gradient outputs start from random values (base) on both sides; what is
+ * compared is what the op added, got - base against ref - base, so a small
+ * gradient is not hidden under a large starting value. */
+static void compare_delta(verdict *v, const char *what, const float *got, const float *ref, const float *base,
+                          size_t n, double tol)
+{
+    float *dg = xmalloc(n * sizeof *dg), *dr = xmalloc(n * sizeof *dr);
+    for (size_t i = 0; i < n; i++) {
+        dg[i] = got[i] - base[i];
+        dr[i] = ref[i] - base[i];
+    }
+    compare(v, what, dg, dr, n, tol);
+    free(dg), free(dr);
+}
+
+/* Gradient base values in storage type t (rounded so both sides start equal). */
+static float *grad_base(size_t n, rv_wtype t)
+{
+    float *g = rnd_alloc(n, 0.1f);
+    round_to(g, n, t);
+    return g;
+}
+
+/* Tolerance for a gradient: the operands' storage and the gradient's
+ * (adding into a bf16 gradient rounds the sum). */
+static double tol_grad(rv_wtype in_t, rv_wtype g_t)
+{
+    return in_t == RV_WT_F32 && g_t == RV_WT_F32 ? TOL_F32 : TOL_BF16;
+}
+
+static void test_rmsnorm_bwd_case(size_t rows, size_t dim, rv_wtype xt, rv_wtype wt, rv_wtype gt)
+{
+    size_t n = rows * dim;
+    float *x = rnd_alloc(n, 2.0f), *w = rnd_alloc(dim, 1.5f), *dy = rnd_alloc(n, 1.0f);
+    round_to(x, n, xt);
+    round_to(w, dim, wt);
+    round_to(dy, n, gt);
+    float *y = xmalloc(n * sizeof *y), *rstd = xmalloc(rows * sizeof *rstd);
+    rv_rmsnorm_forward(rows, (int)dim, x, w, 1e-5f, y, rstd);
+    float *dx0 = grad_base(n, gt), *dw0 = grad_base(dim, RV_WT_F32);
+    float *rdx = copy_alloc(dx0, n), *rdw = copy_alloc(dw0, dim);
+    rv_rmsnorm_backward(rows, (int)dim, x, w, rstd, dy, rdx, rdw);
+    void *d_x = dev_upload(x, n, xt), *d_w = dev_upload(w, dim, wt), *d_dy = dev_upload(dy, n, gt);
+    void *d_dx = dev_upload(dx0, n, gt);
+    float *d_dw = dev_upload(dw0, dim, RV_WT_F32), *d_rstd = dev_poisoned(rows, RV_WT_F32);
+    void *d_y = dev_poisoned(n, xt);
+    /* rstd from the device forward, as a training step would have it */
+    if (rv_cuda_rmsnorm(ctx, d_y, xt, d_x, xt, d_w, wt, rows, dim, 1e-5f, d_rstd) != 0 ||
+        rv_cuda_rmsnorm_backward(ctx, d_x, xt, d_w, wt, d_rstd, d_dy, d_dx, gt, d_dw, rows, dim) != 0)
+        die_lib("rmsnorm_backward");
+    float *gdx = dev_download(d_dx, n, gt), *gdw = dev_download(d_dw, dim, RV_WT_F32);
+    verdict v = {0};
+    compare_delta(&v, "dx", gdx, rdx, dx0, n, tol_grad(xt == RV_WT_F32 && wt == RV_WT_F32 ? RV_WT_F32 : RV_WT_BF16, gt));
+    compare_delta(&v, "dw", gdw, rdw, dw0, dim, tol_grad(xt == RV_WT_F32 && wt == RV_WT_F32 ? RV_WT_F32 : RV_WT_BF16, gt));
+    report(&v, "rmsnorm_backward x=%s w=%s grad=%s rows=%zu dim=%zu", tn(xt), tn(wt), tn(gt), rows, dim);
+    free(x), free(w), free(dy), free(y), free(rstd), free(dx0), free(dw0), free(rdx), free(rdw), free(gdx), free(gdw);
+    rv_cuda_free(ctx, d_x), rv_cuda_free(ctx, d_w), rv_cuda_free(ctx, d_dy), rv_cuda_free(ctx, d_dx),
+        rv_cuda_free(ctx, d_dw), rv_cuda_free(ctx, d_rstd), rv_cuda_free(ctx, d_y);
+}
+
+static void test_swiglu_bwd_case(size_t n, rv_wtype it, rv_wtype gt, int which)
+{
+    float *g = rnd_alloc(n, 4.0f), *u = rnd_alloc(n, 2.0f), *d = rnd_alloc(n, 1.0f);
+    round_to(g, n, it);
+    round_to(u, n, it);
+    round_to(d, n, gt);
+    float *dg0 = grad_base(n, gt), *du0 = grad_base(n, gt), *rdg = copy_alloc(dg0, n), *rdu = copy_alloc(du0, n);
+    rv_swiglu_backward(n, g, u, d, which & 1 ? rdg : NULL, which & 2 ? rdu : NULL);
+    void *d_g = dev_upload(g, n, it), *d_u = dev_upload(u, n, it), *d_d = dev_upload(d, n, gt);
+    void *d_dg = dev_upload(dg0, n, gt), *d_du = dev_upload(du0, n, gt);
+    if (rv_cuda_swiglu_backward(ctx, d_g, d_u, it, d_d, which & 1 ? d_dg : NULL, which & 2 ? d_du : NULL, gt, n) != 0)
+        die_lib("swiglu_backward");
+    float *gdg = dev_download(d_dg, n, gt), *gdu = dev_download(d_du, n, gt);
+    verdict v = {0};
+    compare_delta(&v, "dgate", gdg, rdg, dg0, n, tol_grad(it, gt));
+    compare_delta(&v, "dup", gdu, rdu, du0, n, tol_grad(it, gt));
+    report(&v, "swiglu_backward in=%s grad=%s n=%zu%s", tn(it), tn(gt), n,
+           which == 3 ? "" : which == 1 ? " dgate only" : " dup only");
+    free(g), free(u), free(d), free(dg0), free(du0), free(rdg), free(rdu), free(gdg), free(gdu);
+    rv_cuda_free(ctx, d_g), rv_cuda_free(ctx, d_u), rv_cuda_free(ctx, d_d), rv_cuda_free(ctx, d_dg),
+        rv_cuda_free(ctx, d_du);
+}
+
+static void test_eos_pool_bwd_case(int batch, int seq_len, int dim, rv_wtype gt, int zero_row)
+{
+    size_t n = (size_t)batch * seq_len * dim;
+    float *h = rnd_alloc(n, 2.0f);
+    int *len = xmalloc((size_t)batch * sizeof *len);
+    for (int b = 0; b < batch; b++)
+        len[b] = rnd_int(1, seq_len);
+    len[0] = seq_len;
+    if (zero_row)   /* sequence 1's EOS row is zero: the clamped (1e-12) branch */
+        memset(h + ((size_t)1 * seq_len + len[1] - 1) * dim, 0, (size_t)dim * sizeof *h);
+    float *e = xmalloc((size_t)batch * dim * sizeof *e), *nrm = xmalloc((size_t)batch * sizeof *nrm);
+    rv_eos_pool_l2_forward(batch, seq_len, dim, len, h, e, nrm);
+    float *de = rnd_alloc((size_t)batch * dim, 1.0f);
+    if (zero_row)   /* keep the clamped row's gradient finite in bf16 (de / 1e-12 ~ 1e12) */
+        for (int c = 0; c < dim; c++)
+            de[(size_t)1 * dim + c] *= 1e-10f;
+    float *dh0 = grad_base(n, gt), *rdh = copy_alloc(dh0, n);
+    rv_eos_pool_l2_backward(batch, seq_len, dim, len, e, nrm, de, rdh);
+    float *d_e = dev_upload(e, (size_t)batch * dim, RV_WT_F32), *d_n = dev_upload(nrm, (size_t)batch, RV_WT_F32);
+    float *d_de = dev_upload(de, (size_t)batch * dim, RV_WT_F32);
+    void *d_dh = dev_upload(dh0, n, gt), *d_len = dev_upload_raw(len, (size_t)batch * sizeof *len);
+    if (rv_cuda_eos_pool_l2_backward(ctx, d_e, d_n, d_de, d_dh, gt, batch, seq_len, dim, d_len) != 0)
+        die_lib("eos_pool_backward");
+    float *gdh = dev_download(d_dh, n, gt);
+    verdict v = {0};
+    compare_delta(&v, "dh", gdh, rdh, dh0, n, tol_grad(RV_WT_F32, gt));
+    report(&v, "eos_pool_l2_backward grad=%s batch=%d seq_len=%d dim=%d%s", tn(gt), batch, seq_len, dim,
+           zero_row ? " zero-row" : "");
+    free(h), free(len), free(e), free(nrm), free(de), free(dh0), free(rdh), free(gdh);
+    rv_cuda_free(ctx, d_e), rv_cuda_free(ctx, d_n), rv_cuda_free(ctx, d_de), rv_cuda_free(ctx, d_dh),
+        rv_cuda_free(ctx, d_len);
+}
+
+static void test_causal_bwd_case(int B, int L, int H, int Hkv, int hd, rv_wtype t, rv_wtype gt)
+{
+    rv_attn_shape s = {B, L, H, Hkv, hd};
+    int *len = xmalloc((size_t)B * sizeof *len);
+    for (int b = 0; b < B; b++)
+        len[b] = rnd_int(1, L);
+    len[0] = L;
+    if (B > 1)
+        len[1] = 1;   /* a one-token sequence: every padded row sees key 0 only */
+    size_t nq = (size_t)B * L * H * hd, nk = (size_t)B * L * Hkv * hd, nl = (size_t)B * H * L;
+    float *q = rnd_alloc(nq, 1.5f), *k = rnd_alloc(nk, 1.5f), *v = rnd_alloc(nk, 1.0f), *g = rnd_alloc(nq, 1.0f);
+    round_to(q, nq, t);
+    round_to(k, nk, t);
+    round_to(v, nk, t);
+    round_to(g, nq, t);
+    float *out = xmalloc(nq * sizeof *out), *lse = xmalloc(nl * sizeof *lse);
+    if (rv_causal_attn_forward(&s, len, q, k, v, out, lse) != 0)
+        die_lib("cpu causal attention");
+    round_to(out, nq, t);   /* the device backward reads out in qkv_t: both sides use that value */
+    float *dq0 = grad_base(nq, gt), *dk0 = grad_base(nk, gt), *dv0 = grad_base(nk, gt);
+    float *rdq = copy_alloc(dq0, nq), *rdk = copy_alloc(dk0, nk), *rdv = copy_alloc(dv0, nk);
+    if (rv_causal_attn_backward(&s, len, q, k, v, out, lse, g, rdq, rdk, rdv) != 0)
+        die_lib("cpu causal attention backward");
+    void *d_q = dev_upload(q, nq, t), *d_k = dev_upload(k, nk, t), *d_v = dev_upload(v, nk, t);
+    void *d_g = dev_upload(g, nq, t), *d_len = dev_upload_raw(len, (size_t)B * sizeof *len);
+    void *d_out = dev_poisoned(nq, t);
+    float *d_lse = dev_poisoned(nl, RV_WT_F32);
+    /* lse (and out) from the device forward: the pair a training step runs */
+    if (rv_cuda_causal_attn_forward(ctx, &s, d_len, d_q, d_k, d_v, t, d_out, t, d_lse) != 0)
+        die_lib("causal attention forward");
+    void *d_dq = dev_upload(dq0, nq, gt), *d_dk = dev_upload(dk0, nk, gt), *d_dv = dev_upload(dv0, nk, gt);
+    if (rv_cuda_causal_attn_backward(ctx, &s, d_len, d_q, d_k, d_v, d_out, d_lse, d_g, t, d_dq, d_dk, d_dv, gt) != 0)
+        die_lib("causal attention backward");
+    float *gdq = dev_download(d_dq, nq, gt), *gdk = dev_download(d_dk, nk, gt), *gdv = dev_download(d_dv, nk, gt);
+    verdict vb = {0};
+    compare_delta(&vb, "dq", gdq, rdq, dq0, nq, tol_grad(t, gt));
+    compare_delta(&vb, "dk", gdk, rdk, dk0, nk, tol_grad(t, gt));
+    compare_delta(&vb, "dv", gdv, rdv, dv0, nk, tol_grad(t, gt));
+    report(&vb, "causal_attn_backward %s grad=%s B=%d L=%d H=%d Hkv=%d hd=%d", tn(t), tn(gt), B, L, H, Hkv, hd);
+
+    /* NULL outputs are skipped: dv alone, added a second time */
+    float *gdv1 = dev_download(d_dv, nk, gt);
+    if (rv_cuda_causal_attn_backward(ctx, &s, d_len, d_q, d_k, d_v, d_out, d_lse, d_g, t, NULL, NULL, d_dv, gt) != 0)
+        die_lib("causal attention backward (dv only)");
+    float *gdv2 = dev_download(d_dv, nk, gt);
+    float *want = xmalloc(nk * sizeof *want);   /* the first call's contribution once more */
+    for (size_t i = 0; i < nk; i++)
+        want[i] = gdv1[i] + (rdv[i] - dv0[i]);
+    verdict vn = {0};
+    compare_delta(&vn, "dv second", gdv2, want, gdv1, nk, tol_grad(t, gt));
+    free(gdv1), free(want);
+    report(&vn, "causal_attn_backward dv-only accumulate %s B=%d L=%d", tn(t), B, L);
+
+    free(len), free(q), free(k), free(v), free(g), free(out), free(lse), free(dq0), free(dk0), free(dv0), free(rdq),
+        free(rdk), free(rdv), free(gdq), free(gdk), free(gdv), free(gdv2);
+    rv_cuda_free(ctx, d_q), rv_cuda_free(ctx, d_k), rv_cuda_free(ctx, d_v), rv_cuda_free(ctx, d_g),
+        rv_cuda_free(ctx, d_len), rv_cuda_free(ctx, d_out), rv_cuda_free(ctx, d_lse), rv_cuda_free(ctx, d_dq),
+        rv_cuda_free(ctx, d_dk), rv_cuda_free(ctx, d_dv);
+}
+
+static void test_train_backward(void)
+{
+    test_rmsnorm_bwd_case(1, 3, RV_WT_F32, RV_WT_F32, RV_WT_F32);   /* dim 1: dx ~ eps, all cancellation */
+    test_rmsnorm_bwd_case(7, 129, RV_WT_F32, RV_WT_F32, RV_WT_F32);
+    test_rmsnorm_bwd_case(37, 64, RV_WT_BF16, RV_WT_BF16, RV_WT_F32);
+    test_rmsnorm_bwd_case(5, 48, RV_WT_BF16, RV_WT_F32, RV_WT_BF16);
+    test_swiglu_bwd_case(1, RV_WT_F32, RV_WT_F32, 3);
+    test_swiglu_bwd_case(1001, RV_WT_F32, RV_WT_F32, 3);
+    test_swiglu_bwd_case(777, RV_WT_BF16, RV_WT_BF16, 3);
+    test_swiglu_bwd_case(300, RV_WT_BF16, RV_WT_F32, 1);
+    test_swiglu_bwd_case(300, RV_WT_F32, RV_WT_F32, 2);
+    test_eos_pool_bwd_case(5, 9, 33, RV_WT_F32, 1);
+    test_eos_pool_bwd_case(3, 7, 16, RV_WT_BF16, 0);
+    test_causal_bwd_case(3, 37, 4, 1, 32, RV_WT_F32, RV_WT_F32);
+    test_causal_bwd_case(2, 21, 2, 2, 16, RV_WT_F32, RV_WT_F32);
+    test_causal_bwd_case(2, 19, 3, 1, 128, RV_WT_BF16, RV_WT_F32);
+    test_causal_bwd_case(3, 40, 4, 2, 8, RV_WT_BF16, RV_WT_BF16);
+    if (!quick) {
+        test_rmsnorm_bwd_case(2560, 2048, RV_WT_BF16, RV_WT_BF16, RV_WT_F32);
+        test_rmsnorm_bwd_case(333, 896, RV_WT_F32, RV_WT_F32, RV_WT_F32);
+        test_swiglu_bwd_case(3 * 1000 * 1000 + 7, RV_WT_BF16, RV_WT_F32, 3);
+        test_eos_pool_bwd_case(32, 160, 2048, RV_WT_F32, 0);
+        test_causal_bwd_case(8, 160, 32, 8, 64, RV_WT_BF16, RV_WT_F32);    /* LLaMA-3.2-1B heads */
+        test_causal_bwd_case(4, 157, 14, 2, 64, RV_WT_F32, RV_WT_F32);     /* Qwen2.5-0.5B heads, odd length */
+        test_causal_bwd_case(4, 77, 6, 3, 96, RV_WT_F32, RV_WT_F32);
+        test_causal_bwd_case(2, 200, 8, 8, 128, RV_WT_BF16, RV_WT_BF16);
+    }
+}
+
+/* ---------------------------------------------------------------- LM head + cross-entropy */
+static double download_double(const double *d)
+{
+    double x;
+    if (rv_cuda_sync(ctx) != 0 || rv_cuda_download(ctx, &x, d, sizeof x) != 0)
+        die_lib("download");
+    return x;
+}
+
+/* which: 1 dx, 2 dhead. chunk: rows per chunk (0: the op's default). */
+static void test_ce_case(size_t n, int dim, int vocab, rv_wtype t, rv_wtype gt, int which, size_t chunk)
+{
+    float *x = rnd_alloc(n * dim, 1.0f), *head = rnd_alloc((size_t)vocab * dim, 0.5f);
+    round_to(x, n * dim, t);
+    round_to(head, (size_t)vocab * dim, t);
+    int32_t *tg = xmalloc(n * sizeof *tg);
+    size_t n_valid = 0;
+    for (size_t r = 0; r < n; r++) {
+        tg[r] = rnd01() < 0.25 ? -100 : rnd_int(0, vocab - 1);   /* a quarter ignored, as padding would be */
+        n_valid += tg[r] >= 0;
+    }
+    tg[0] = vocab - 1;   /* the last vocabulary entry and an ignored row are always there */
+    if (n > 1)
+        tg[n - 1] = -100;
+    n_valid = 0;
+    for (size_t r = 0; r < n; r++)
+        n_valid += tg[r] >= 0;
+    float gs = n_valid ? 1.0f / (float)n_valid : 1.0f;
+    float *dx0 = grad_base(n * dim, gt), *dh0 = grad_base((size_t)vocab * dim, gt);
+    float *rdx = copy_alloc(dx0, n * dim), *rdh = copy_alloc(dh0, (size_t)vocab * dim);
+    double ref_loss = 0;
+    if (rv_lm_head_ce(n, dim, vocab, x, head, tg, gs, &ref_loss, which & 1 ? rdx : NULL, which & 2 ? rdh : NULL) != 0)
+        die_lib("cpu lm_head_ce");
+    void *d_x = dev_upload(x, n * dim, t), *d_h = dev_upload(head, (size_t)vocab * dim, t);
+    void *d_tg = dev_upload_raw(tg, n * sizeof *tg);
+    void *d_dx = dev_upload(dx0, n * dim, gt), *d_dh = dev_upload(dh0, (size_t)vocab * dim, gt);
+    double nan_d = NAN, *d_loss = dev_upload_raw(&nan_d, sizeof nan_d);
+    if (rv_cuda_lm_head_ce(ctx, n, dim, vocab, d_x, d_h, t, d_tg, gs, d_loss, which & 1 ? d_dx : NULL,
+                           which & 2 ? d_dh : NULL, gt, chunk) != 0)
+        die_lib("lm_head_ce");
+    float *gdx = dev_download(d_dx, n * dim, gt), *gdh = dev_download(d_dh, (size_t)vocab * dim, gt);
+    float loss = (float)download_double(d_loss), rloss = (float)ref_loss;
+    verdict v = {0};
+    compare(&v, "loss", &loss, &rloss, 1, t == RV_WT_F32 ? TOL_F32 : TOL_BF16);
+    compare_delta(&v, "dx", gdx, rdx, dx0, n * dim, tol_grad(t, gt));
+    compare_delta(&v, "dhead", gdh, rdh, dh0, (size_t)vocab * dim, tol_grad(t, gt));
+    report(&v, "lm_head_ce %s grad=%s n=%zu dim=%d vocab=%d chunk=%zu%s%s", tn(t), tn(gt), n, dim, vocab, chunk,
+           which & 1 ? " dx" : "", which & 2 ? " dhead" : "");
+    free(x), free(head), free(tg), free(dx0), free(dh0), free(rdx), free(rdh), free(gdx), free(gdh);
+    rv_cuda_free(ctx, d_x), rv_cuda_free(ctx, d_h), rv_cuda_free(ctx, d_tg), rv_cuda_free(ctx, d_dx),
+        rv_cuda_free(ctx, d_dh), rv_cuda_free(ctx, d_loss);
+}
+
+/* A target past the vocabulary must poison the loss (NaN), never read past the logits row. */
+static void test_ce_bad_target(void)
+{
+    const size_t n = 3;
+    const int dim = 8, vocab = 10;
+    float *x = rnd_alloc(n * dim, 1.0f), *head = rnd_alloc((size_t)vocab * dim, 1.0f);
+    int32_t tg[3] = {2, vocab, -100};
+    void *d_x = dev_upload(x, n * dim, RV_WT_F32), *d_h = dev_upload(head, (size_t)vocab * dim, RV_WT_F32);
+    void *d_tg = dev_upload_raw(tg, sizeof tg);
+    double zero = 0.0, *d_loss = dev_upload_raw(&zero, sizeof zero);
+    if (rv_cuda_lm_head_ce(ctx, n, dim, vocab, d_x, d_h, RV_WT_F32, d_tg, 0.5f, d_loss, NULL, NULL, RV_WT_F32, 0) != 0)
+        die_lib("lm_head_ce");
+    double loss = download_double(d_loss);
+    verdict v = {0};
+    if (!isnan(loss)) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail, " loss %g with a target = vocab, expected NaN", loss);
+    }
+    report(&v, "lm_head_ce target >= vocab gives a NaN loss");
+    free(x), free(head);
+    rv_cuda_free(ctx, d_x), rv_cuda_free(ctx, d_h), rv_cuda_free(ctx, d_tg), rv_cuda_free(ctx, d_loss);
+}
+
+static void test_ce(void)
+{
+    test_ce_bad_target();
+    test_ce_case(13, 24, 50, RV_WT_F32, RV_WT_F32, 3, 4);   /* 4 chunks, the last partial */
+    test_ce_case(9, 16, 77, RV_WT_BF16, RV_WT_F32, 1, 0);
+    test_ce_case(10, 8, 33, RV_WT_F32, RV_WT_F32, 0, 3);    /* loss only */
+    test_ce_case(7, 32, 40, RV_WT_BF16, RV_WT_BF16, 2, 2);
+    if (!quick) {
+        test_ce_case(320, 1024, 32000, RV_WT_BF16, RV_WT_F32, 3, 96);
+        test_ce_case(157, 896, 5003, RV_WT_F32, RV_WT_F32, 3, 0);
+    }
+}
+
+/* ---------------------------------------------------------------- optimizer */
+static void test_adamw_case(size_t n, double wd, int steps)
+{
+    rv_adamw_hparams hp = {1e-3, 0.9, 0.999, 1e-8, wd};
+    float *p = rnd_alloc(n, 1.0f), *m = xmalloc(n * sizeof *m), *v = xmalloc(n * sizeof *v);
+    memset(m, 0, n * sizeof *m);
+    memset(v, 0, n * sizeof *v);
+    float *d_p = dev_upload(p, n, RV_WT_F32), *d_m = dev_upload(m, n, RV_WT_F32), *d_v = dev_upload(v, n, RV_WT_F32);
+    float *d_g = rv_cuda_alloc(ctx, n * sizeof(float));
+    if (!d_g)
+        die_lib("alloc");
+    verdict vr = {0};
+    for (int t = 1; t <= steps; t++) {   /* fresh gradients each step: the moments carry over */
+        float *g = rnd_alloc(n, t == 2 ? 1e-6f : 1.0f);   /* a tiny step: eps matters */
+        hp.lr = 1e-3 * t;
+        if (rv_cuda_upload(ctx, d_g, g, n * sizeof *g) != 0 || rv_cuda_adamw_update(ctx, n, d_p, d_g, d_m, d_v, t, &hp) != 0)
+            die_lib("adamw");
+        if (rv_adamw_update(n, p, g, m, v, t, &hp) != 0)
+            die_lib("cpu adamw");
+        free(g);
+    }
+    float *gp = dev_download(d_p, n, RV_WT_F32), *gm = dev_download(d_m, n, RV_WT_F32),
+          *gv = dev_download(d_v, n, RV_WT_F32);
+    compare(&vr, "param", gp, p, n, TOL_F32);
+    compare(&vr, "m", gm, m, n, TOL_F32);
+    compare(&vr, "v", gv, v, n, TOL_F32);
+    report(&vr, "adamw n=%zu wd=%g steps=%d", n, wd, steps);
+
+    /* sum of squares (added into a device double) and scale */
+    double base = 0.5, *d_ss = dev_upload_raw(&base, sizeof base);
+    if (rv_cuda_sum_squares(ctx, n, d_p, d_ss) != 0 || rv_cuda_scale(ctx, n, d_p, 0.37f) != 0)
+        die_lib("sum_squares/scale");
+    float ss = (float)download_double(d_ss), rss = (float)(base + rv_sum_squares(n, p));
+    rv_scale(n, p, 0.37f);
+    float *gs = dev_download(d_p, n, RV_WT_F32);
+    verdict vs = {0};
+    compare(&vs, "sum_squares", &ss, &rss, 1, TOL_F32);
+    compare(&vs, "scale", gs, p, n, 0.0);   /* one float product per element: exact */
+    report(&vs, "sum_squares+scale n=%zu", n);
+    free(p), free(m), free(v), free(gp), free(gm), free(gv), free(gs);
+    rv_cuda_free(ctx, d_p), rv_cuda_free(ctx, d_m), rv_cuda_free(ctx, d_v), rv_cuda_free(ctx, d_g),
+        rv_cuda_free(ctx, d_ss);
+}
+
+/* ---------------------------------------------------------------- in-batch weights W */
+static void test_weights_case(int B, int dim, double tau, rv_sim_numerics num, int which)
+{
+    float *q = rnd_alloc((size_t)B * dim, 1.0f), *p = rnd_alloc((size_t)B * dim, 1.0f);
+    rv_op_l2_normalize(q, (size_t)B, (size_t)dim);   /* unit vectors, as the pooled embeddings are */
+    rv_op_l2_normalize(p, (size_t)B, (size_t)dim);
+    size_t bb = (size_t)B * B;
+    float *S = xmalloc(bb * sizeof *S), *W = xmalloc(bb * sizeof *W);
+    if (rv_inbatch_weights_forward(B, dim, q, p, tau, num, S, W) != 0)
+        die_lib("cpu weights");
+    float *d_q = dev_upload(q, (size_t)B * dim, RV_WT_F32), *d_p = dev_upload(p, (size_t)B * dim, RV_WT_F32);
+    float *d_s = dev_poisoned(bb, RV_WT_F32), *d_w = dev_poisoned(bb, RV_WT_F32);
+    if (rv_cuda_inbatch_weights_forward(ctx, B, dim, d_q, d_p, tau, num, d_s, d_w) != 0)
+        die_lib("weights forward");
+    float *gS = dev_download(d_s, bb, RV_WT_F32), *gW = dev_download(d_w, bb, RV_WT_F32);
+    verdict vf = {0};
+    /* bf16 mode: one ulp of bf16 in S or S/tau may flip in the last place between double dot products in
+     * another order; the tolerance is bf16's */
+    double tol = num == RV_SIM_BF16 ? TOL_BF16 : TOL_F32;
+    compare(&vf, "S", gS, S, bb, tol);
+    compare(&vf, "W", gW, W, bb, tol);
+    for (int i = 0; i < B; i++)
+        if (gW[i * B + i] != 0.0f) {
+            vf.bad = 1;
+            snprintf(vf.detail + strlen(vf.detail), sizeof vf.detail - strlen(vf.detail), " W[%d][%d] = %g != 0;", i,
+                     i, (double)gW[i * B + i]);
+            break;
+        }
+    report(&vf, "inbatch_weights_forward %s B=%d dim=%d tau=%g", num == RV_SIM_BF16 ? "bf16" : "fp32", B, dim, tau);
+
+    /* backward from the CPU's W (both sides differentiate the same W) */
+    float *dw = rnd_alloc(bb, 1.0f), *ds = xmalloc(bb * sizeof *ds);
+    float *dq0 = grad_base((size_t)B * dim, RV_WT_F32), *dp0 = grad_base((size_t)B * dim, RV_WT_F32);
+    float *rdq = copy_alloc(dq0, (size_t)B * dim), *rdp = copy_alloc(dp0, (size_t)B * dim);
+    rv_inbatch_weights_backward(B, dim, q, p, W, tau, dw, ds, which & 1 ? rdq : NULL, which & 2 ? rdp : NULL);
+    float *d_W = dev_upload(W, bb, RV_WT_F32), *d_dw = dev_upload(dw, bb, RV_WT_F32), *d_ds = dev_poisoned(bb, RV_WT_F32);
+    float *d_dq = dev_upload(dq0, (size_t)B * dim, RV_WT_F32), *d_dp = dev_upload(dp0, (size_t)B * dim, RV_WT_F32);
+    if (rv_cuda_inbatch_weights_backward(ctx, B, dim, d_q, d_p, d_W, tau, d_dw, d_ds, which & 1 ? d_dq : NULL,
+                                         which & 2 ? d_dp : NULL) != 0)
+        die_lib("weights backward");
+    float *gds = dev_download(d_ds, bb, RV_WT_F32), *gdq = dev_download(d_dq, (size_t)B * dim, RV_WT_F32),
+          *gdp = dev_download(d_dp, (size_t)B * dim, RV_WT_F32);
+    verdict vb = {0};
+    compare(&vb, "ds", gds, ds, bb, TOL_F32);
+    compare_delta(&vb, "dq", gdq, rdq, dq0, (size_t)B * dim, TOL_F32);
+    compare_delta(&vb, "dp", gdp, rdp, dp0, (size_t)B * dim, TOL_F32);
+    report(&vb, "inbatch_weights_backward B=%d dim=%d tau=%g%s%s", B, dim, tau, which & 1 ? " dq" : "",
+           which & 2 ? " dp" : "");
+    free(q), free(p), free(S), free(W), free(gS), free(gW), free(dw), free(ds), free(dq0), free(dp0), free(rdq),
+        free(rdp), free(gds), free(gdq), free(gdp);
+    rv_cuda_free(ctx, d_q), rv_cuda_free(ctx, d_p), rv_cuda_free(ctx, d_s), rv_cuda_free(ctx, d_w),
+        rv_cuda_free(ctx, d_W), rv_cuda_free(ctx, d_dw), rv_cuda_free(ctx, d_ds), rv_cuda_free(ctx, d_dq),
+        rv_cuda_free(ctx, d_dp);
+}
+
+static void test_optimizer_weights(void)
+{
+    test_adamw_case(1, 0.0, 1);
+    test_adamw_case(1001, 0.01, 3);
+    test_weights_case(2, 8, 0.05, RV_SIM_FP32, 3);
+    test_weights_case(16, 64, 1e-4, RV_SIM_FP32, 3);   /* the reference's tau */
+    test_weights_case(5, 33, 0.2, RV_SIM_BF16, 1);
+    test_weights_case(16, 48, 1e-4, RV_SIM_BF16, 2);
+    if (!quick) {
+        test_adamw_case(3 * 1000 * 1000 + 7, 0.1, 2);
+        test_weights_case(16, 2048, 1e-4, RV_SIM_FP32, 3);
+        test_weights_case(64, 896, 0.05, RV_SIM_BF16, 3);
+    }
+}
+
 /* ---------------------------------------------------------------- errors are reported, not fatal */
 static void test_errors(void)
 {
@@ -823,6 +1237,28 @@ static void test_errors(void)
     if (rv_cuda_gemm(ctx, 0, 0, 2, 2, 2, 1.0f, NULL, 1, NULL, 2, RV_WT_F32, 0.0f, NULL, 2, RV_WT_F32) != -1) {
         v.bad = 1;
         snprintf(v.detail, sizeof v.detail, " gemm with lda < K not refused");
+    }
+    rv_attn_shape big = {2, 4, 2, 2, 256};
+    if (rv_cuda_causal_attn_backward(ctx, &big, NULL, NULL, NULL, NULL, NULL, NULL, NULL, RV_WT_F32, NULL, NULL, NULL,
+                                     RV_WT_F32) != -1 ||
+        !strstr(rv_error_get(), "head_dim")) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail, " causal backward head_dim 256 not refused (message: %s)", rv_error_get());
+    }
+    if (rv_cuda_lm_head_ce(ctx, 4, 8, 16, NULL, NULL, RV_WT_BF16, NULL, 1.0f, NULL, (void *)16, NULL, RV_WT_F16, 0) !=
+        -1) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail, " lm_head_ce with f16 gradients of bf16 operands not refused");
+    }
+    rv_adamw_hparams hp = {1e-3, 0.9, 0.999, 1e-8, 0.0};
+    if (rv_cuda_adamw_update(ctx, 1, NULL, NULL, NULL, NULL, 0, &hp) != -1 || !strstr(rv_error_get(), "step")) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail, " adamw step 0 not refused (message: %s)", rv_error_get());
+    }
+    if (rv_cuda_inbatch_weights_forward(ctx, 4, 8, NULL, NULL, 0.0, RV_SIM_FP32, NULL, NULL) != -1 ||
+        !strstr(rv_error_get(), "temperature")) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail, " weights with tau 0 not refused (message: %s)", rv_error_get());
     }
     report(&v, "errors are returned with a message");
 }
@@ -860,6 +1296,9 @@ int main(int argc, char **argv)
     test_gemm();
     test_attention();
     test_inbatch();
+    test_train_backward();
+    test_ce();
+    test_optimizer_weights();
     test_errors();
     rv_cuda_close(ctx);
     printf("# %d passed, %d failed\n", n_pass, n_fail);
