@@ -1,12 +1,16 @@
 /* rv-search — exact top-k search of query embeddings against corpus
  * embeddings by inner product; TREC run or run stream out. Wiring only:
  * loading lives in lib/emb_matrix.c and lib/npy.c, the search in
- * lib/dense_search.c, the selection in lib/topk.c.
+ * lib/dense_search.c, the selection in lib/topk.c. With --device cuda the
+ * candidates come from the GPU (kernels/search_gpu.cu, in the backend
+ * library loaded by lib/cuda_loader.c) and are rescored exactly on the host
+ * by the same code, so the output is that of --device cpu.
  *
  * --bm25 hands the whole command line to the lexical front end
  * (cmd/common/search_bm25.c) before any dense option is parsed. */
 #include "cli.h"
 #include "buf.h"
+#include "cuda_loader.h"
 #include "dense_search.h"
 #include "emb_matrix.h"
 #include "json.h"
@@ -15,6 +19,8 @@
 #include "search_bm25.h"
 #include "stream.h"
 #include "version.h"
+
+#include "../kernels/search_gpu.h"   /* the CUDA backend's search entry points (loaded at run time) */
 
 #include <getopt.h>
 #include <omp.h>
@@ -49,7 +55,8 @@ _Noreturn static void usage(void)
            "                          id up to the last --doc-id-sep\n"
            "      --doc-id-sep STR    separator between document id and chunk number (default \"%s\")\n"
            "  -t, --threads N         worker threads (default: all processors, or $OMP_NUM_THREADS)\n"
-           "      --device DEV        cpu (default); cuda needs a CUDA build\n"
+           "      --device DEV        cpu (default) or cuda: candidates from a GPU (fp32 GEMM and\n"
+           "                          top-k), rescored exactly on the CPU: the same output\n"
            "Output:\n"
            "      --tag NAME          run tag, the last TREC column (default %s)\n"
            "  -s, --stream            write a run stream instead of TREC text\n"
@@ -91,6 +98,7 @@ typedef struct {
     int stream, force, quiet;
     doc_agg agg;
     const char *doc_sep;
+    int cuda;               /* --device cuda */
 } search_opts;
 
 enum {
@@ -186,8 +194,8 @@ static void parse_args(int argc, char **argv, search_opts *o)
         last_was_npy = npy_now;
     }
     if (strcmp(device, "cuda") == 0)
-        rv_die("--device cuda: this rv-search was built without CUDA support; use --device cpu");
-    if (strcmp(device, "cpu") != 0)
+        o->cuda = 1;
+    else if (strcmp(device, "cpu") != 0)
         rv_die_usage("--device: expected cpu or cuda, found \"%s\"", device);
     if (o->n_corpus == 0)
         rv_die_usage("no corpus: give --corpus EMB or --corpus-npy X.npy");
@@ -228,6 +236,41 @@ static void load_source(rv_emb_matrix *m, const source *s)
     if (rc < 0)
         rv_die_lib();
     rv_close_input(f);
+}
+
+/* ---------------------------------------------------------- CUDA backend */
+
+typedef struct {
+    rv_search_gpu *(*open)(int, const void *, rv_wtype, size_t, uint32_t, const rv_search_gpu_params *);
+    const char *(*describe)(const rv_search_gpu *);
+    rv_dense_select_fn select;   /* rv_search_gpu_select */
+    void (*close)(rv_search_gpu *);
+} gpu_api;
+
+/* The backend's search functions; exits with the loader's message (every
+ * path tried) when there is no backend. Called before the inputs are read,
+ * so a missing backend costs nothing. */
+static void gpu_api_load(gpu_api *a)
+{
+    if (!(a->open = (rv_search_gpu * (*)(int, const void *, rv_wtype, size_t, uint32_t, const rv_search_gpu_params *))
+              rv_cuda_backend_sym("rv_search_gpu_open")) ||
+        !(a->describe = (const char *(*)(const rv_search_gpu *))rv_cuda_backend_sym("rv_search_gpu_describe")) ||
+        !(a->select = (rv_dense_select_fn)rv_cuda_backend_sym("rv_search_gpu_select")) ||
+        !(a->close = (void (*)(rv_search_gpu *))rv_cuda_backend_sym("rv_search_gpu_close")))
+        rv_die("--device cuda: %s", rv_error_get());
+}
+
+/* A size from the environment (tuning and tests; see rv-search(1)). */
+static size_t env_size(const char *name, size_t fallback)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return fallback;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end || v[0] == '-')
+        rv_die("%s: expected a non-negative integer, found \"%s\"", name, v);
+    return (size_t)x;
 }
 
 /* ---------------------------------------------------------- dense mode */
@@ -324,6 +367,9 @@ static void check_doc_ids(const rv_emb_matrix *corpus, const size_t *first_row, 
 static int run_dense(const search_opts *o)
 {
     double t0 = rv_now();
+    gpu_api gpu = {0};
+    if (o->cuda)
+        gpu_api_load(&gpu);
     rv_emb_matrix corpus, queries;
     rv_emb_matrix_init(&corpus);
     rv_emb_matrix_init(&queries);
@@ -348,7 +394,35 @@ static int run_dense(const search_opts *o)
         check_doc_ids(&corpus, first_row, p.n_groups, o->doc_sep);
         p.group_of_row = group;
     }
-    double t_loaded = rv_now();
+    double t_loaded = rv_now(), t_device = 0;
+    rv_search_gpu *g = NULL;
+    if (o->cuda) {
+        /* Limit of the GPU candidate buffers (search_gpu.h); a corpus smaller
+         * than k is ranked whole, so only min(k, rows or documents) counts. */
+        size_t targets = o->agg == AGG_MAX ? p.n_groups : corpus.rows;
+        if (o->k > RV_SEARCH_GPU_MAX_K && targets > RV_SEARCH_GPU_MAX_K)
+            rv_die("--k %u: --device cuda handles k up to %u; use --device cpu", o->k, RV_SEARCH_GPU_MAX_K);
+        if (o->agg == AGG_MAX && p.n_groups) {
+            /* MaxP: the GPU ranks rows, and a document may fill several of
+             * the top rows, so ask for k + margin documents' worth of rows at
+             * the corpus's mean chunks per document (twice, for documents
+             * with more). Fewer than k documents among them only costs an
+             * exact rescan of that query (dense_search.h). */
+            uint64_t cap = (uint64_t)o->k + 32 + o->k / 4, per_doc = (corpus.rows + p.n_groups - 1) / p.n_groups;
+            uint64_t rows = (cap < p.n_groups ? cap : p.n_groups) * 2 * per_doc;
+            p.select_rows = (uint32_t)(rows < RV_SEARCH_GPU_MAX_CAP ? rows : RV_SEARCH_GPU_MAX_CAP);
+        }
+        static const rv_wtype wtype[] = {[RV_DTYPE_F32] = RV_WT_F32, [RV_DTYPE_F16] = RV_WT_F16,
+                                         [RV_DTYPE_BF16] = RV_WT_BF16};
+        rv_search_gpu_params gp = {env_size("RV_SEARCH_GPU_BLOCK", 0), env_size("RV_SEARCH_GPU_QUERY_TILE", 0),
+                                   getenv("RV_SEARCH_GPU_RESIDENT") && *getenv("RV_SEARCH_GPU_RESIDENT")
+                                       ? (int)env_size("RV_SEARCH_GPU_RESIDENT", 0)
+                                       : -1};
+        rv_dense_matrix cv = rv_emb_matrix_view(&corpus);
+        if (!(g = gpu.open(0, cv.data, wtype[cv.dtype], cv.rows, corpus.rows ? corpus.dim : queries.dim, &gp)))
+            rv_die("--device cuda: %s", rv_error_get());
+        t_device = rv_now() - t_loaded;   /* counted in the search time below: context and corpus upload */
+    }
     if (!o->quiet) {
         rv_warn("%zu queries, %zu corpus vectors (%d file%s), dim %u, %s; k %u, %d thread%s, doc-agg %s; "
                 "loaded in %.2fs",
@@ -357,6 +431,9 @@ static int run_dense(const search_opts *o)
                 p.threads == 1 ? "" : "s", o->agg == AGG_MAX ? "max" : "none", t_loaded - t0);
         if (o->agg == AGG_MAX)
             rv_warn("%u documents (ids up to the last \"%s\")", p.n_groups, o->doc_sep);
+        if (g)
+            rv_warn("device cuda: %s (backend %s), ready in %.2fs; candidates rescored exactly on %d thread%s",
+                    gpu.describe(g), rv_cuda_backend_path(), t_device, p.threads, p.threads == 1 ? "" : "s");
     }
 
     rv_output out;
@@ -373,8 +450,12 @@ static int run_dense(const search_opts *o)
     rv_progress_start(&w.progress, "rv-search", "queries", queries.rows, o->quiet);
     rv_dense_matrix qm = rv_emb_matrix_view(&queries), cm = rv_emb_matrix_view(&corpus);
     rv_dense_stats stats;
-    if (rv_dense_search(&qm, &cm, &p, emit_hits, on_progress, &w, &stats) < 0)
+    int rc = g ? rv_dense_search_select(&qm, &cm, &p, gpu.select, g, emit_hits, on_progress, &w, &stats)
+               : rv_dense_search(&qm, &cm, &p, emit_hits, on_progress, &w, &stats);
+    if (rc < 0)
         rv_die_lib();
+    if (g)
+        gpu.close(g);
     if (w.writer && rv_stream_writer_finish(w.writer) < 0)
         rv_die_lib();
     rv_progress_finish(&w.progress);

@@ -204,6 +204,10 @@ typedef struct {
     double max_norm2;          /* over the corpus */
     uint32_t *group_start;     /* MaxP: rows of group g are group_rows[group_start[g] .. group_start[g+1]) */
     uint32_t *group_rows;
+    /* selector path (rv_dense_search_select) */
+    int select;
+    float *sel_floor;          /* qb: the lowest selector score among the rows it returned */
+    unsigned char *sel_nan;    /* qb: 1 when a returned score was NaN (no floor then) */
 } search_state;
 
 static void state_free(search_state *s)
@@ -229,6 +233,8 @@ static void state_free(search_state *s)
     free(s->block_norm2);
     free(s->group_start);
     free(s->group_rows);
+    free(s->sel_floor);
+    free(s->sel_nan);
 }
 
 /* Allocates an array of n_items elements of `size` bytes, the size checked
@@ -461,8 +467,20 @@ static void finish_query(search_state *s, size_t i, int tid)
     /* Complete when every row (group) is a candidate, or when anything left
      * out scores below the k-th candidate even after the error bound. */
     double eps = score_error_bound(s, q);
-    int complete = n < cap || n == s->targets || kk == 0 || eps == 0 ||
-                   (double)worst + eps < (double)cand[kk - 1].score;
+    int complete;
+    if (!s->select) {
+        complete = n < cap || n == s->targets || kk == 0 || eps == 0 || (double)worst + eps < (double)cand[kk - 1].score;
+    } else {
+        /* The selector saw every row but returned only its best ones: a row
+         * it left out scored at most sel_floor; a key (group) evicted from
+         * the full heap at most the heap's worst (≥ sel_floor, since every
+         * pushed score is). With fewer than k candidates the rest of the
+         * top k is unknown. */
+        if (n < cap)
+            worst = s->sel_floor[i];
+        complete = n == s->targets || kk == 0 ||
+                   (!s->sel_nan[i] && kk == s->k_out && (double)worst + eps < (double)cand[kk - 1].score);
+    }
     if (complete) {
         for (uint32_t j = 0; j < kk; j++)
             out[j] = (rv_scored){cand[j].score, s->keyed ? s->group[cand[j].index] : cand[j].index};
@@ -495,8 +513,41 @@ static void choose_sizes(search_state *s, const rv_dense_params *p)
     s->qb = qb;
 }
 
-int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpus, const rv_dense_params *p,
-                    rv_dense_emit_fn emit, rv_dense_progress_fn progress, void *ctx, rv_dense_stats *stats)
+/* The largest squared row norm of the corpus (the selector path, which
+ * does not pass the blocks through search_block). */
+static double corpus_max_norm2(const rv_dense_matrix *m, int threads)
+{
+    double best = 0;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(max : best) reduction(| : failed)
+    {
+        float *row = m->dtype == RV_DTYPE_F32 ? NULL : malloc((m->dim ? m->dim : 1) * sizeof *row);
+        if (m->dtype != RV_DTYPE_F32 && !row)
+            failed = 1;
+#pragma omp for schedule(static)
+        for (size_t r = 0; r < m->rows; r++) {
+            if (failed)
+                continue;
+            const float *v = (const float *)m->data + r * m->dim;
+            if (row) {
+                rv_dense_rows_f32(m, r, 1, row);
+                v = row;
+            }
+            double n2 = sq_norm(v, m->dim);
+            best = n2 > best ? n2 : best;
+        }
+        free(row);
+    }
+    if (failed) {
+        rv_error_set("dense search: out of memory for a corpus row");
+        return -1;
+    }
+    return best;
+}
+
+static int dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpus, const rv_dense_params *p,
+                        rv_dense_select_fn select, void *select_ctx, rv_dense_emit_fn emit,
+                        rv_dense_progress_fn progress, void *ctx, rv_dense_stats *stats)
 {
     if (stats)
         memset(stats, 0, sizeof *stats);
@@ -551,6 +602,25 @@ int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpu
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     int rc = 0;
+    rv_scored *sel = NULL;      /* selector path: qb × sel_rows candidate rows and their counts */
+    uint32_t *sel_n = NULL;
+    uint32_t sel_rows = s.cap;  /* rows asked of the selector (more than cap groups with MaxP) */
+    if (select) {
+        if (s.keyed && p->select_rows > sel_rows)
+            sel_rows = p->select_rows;
+        if (sel_rows > s.nc)
+            sel_rows = (uint32_t)s.nc;
+        double m2 = corpus_max_norm2(corpus, s.threads);
+        size_t entries;
+        s.select = 1;
+        if (m2 < 0 || rv_size_mul(s.qb, sel_rows, &entries, "candidates") < 0 ||
+            !(sel = alloc_array(entries, sizeof *sel, "candidates")) ||
+            !(sel_n = alloc_array(s.qb, sizeof *sel_n, "candidates")) ||
+            !(s.sel_floor = alloc_array(s.qb, sizeof *s.sel_floor, "candidates")) ||
+            !(s.sel_nan = alloc_array(s.qb, sizeof *s.sel_nan, "candidates")))
+            rc = -1;
+        s.max_norm2 = m2;
+    }
     for (size_t q0 = 0; q0 < s.nq && rc == 0; q0 += s.qb) {
         size_t qn = s.nq - q0 < s.qb ? s.nq - q0 : s.qb;
         int first_batch = q0 == 0;
@@ -560,6 +630,44 @@ int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpu
                 rv_topk_keyed_clear(&s.keyed_heaps[h]);
             else
                 rv_topk_clear(&s.plain[h]);
+        }
+        if (select) {
+            /* The selector's candidates go to thread 0's heaps (the others
+             * stay empty), where finish_query finds them as if sgemm had
+             * produced them: same rescoring, same completeness test. */
+            if ((rc = select(select_ctx, s.queries, qn, s.dim, sel_rows, sel, sel_n)) < 0)
+                break;
+            for (size_t i = 0; i < qn; i++) {
+                uint32_t nr = sel_n[i] < sel_rows ? sel_n[i] : sel_rows;
+                const rv_scored *c = sel + i * sel_rows;
+                float floor = INFINITY;
+                int nan = 0;
+                for (uint32_t j = 0; j < nr; j++) {
+                    if (c[j].index >= s.nc) {
+                        rc = rv_error_set("dense search: the selector returned row %u of a corpus of %zu",
+                                          c[j].index, s.nc);
+                        break;
+                    }
+                    nan |= c[j].score != c[j].score;
+                    floor = c[j].score < floor ? c[j].score : floor;
+                    if (s.keyed)
+                        rv_topk_keyed_push(&s.keyed_heaps[i], c[j].score, c[j].index, s.group[c[j].index]);
+                    else
+                        rv_topk_push(&s.plain[i], c[j].score, c[j].index);
+                }
+                s.sel_floor[i] = floor;
+                s.sel_nan[i] = (unsigned char)nan;
+            }
+            if (rc < 0)
+                break;
+#pragma omp parallel for num_threads(s.threads) schedule(dynamic, 16)
+            for (size_t i = 0; i < qn; i++)
+                finish_query(&s, i, omp_get_thread_num());
+            if (progress)
+                progress(ctx, (double)(q0 + qn));
+            for (size_t i = 0; i < qn && rc == 0; i++)
+                rc = emit(ctx, q0 + i, s.out + i * s.k_out, s.n_out[i]);
+            continue;
         }
         size_t blocks_done = 0;
 #pragma omp parallel num_threads(s.threads)
@@ -591,6 +699,8 @@ int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpu
             rc = emit(ctx, q0 + i, s.out + i * s.k_out, s.n_out[i]);
     }
     openblas_set_num_threads(blas_threads);
+    free(sel);
+    free(sel_n);
     if (stats)
         for (int t = 0; t < s.threads; t++) {
             stats->rescored += s.tb[t].rescored;
@@ -598,4 +708,19 @@ int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpu
         }
     state_free(&s);
     return rc;
+}
+
+int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpus, const rv_dense_params *p,
+                    rv_dense_emit_fn emit, rv_dense_progress_fn progress, void *ctx, rv_dense_stats *stats)
+{
+    return dense_search(queries, corpus, p, NULL, NULL, emit, progress, ctx, stats);
+}
+
+int rv_dense_search_select(const rv_dense_matrix *queries, const rv_dense_matrix *corpus, const rv_dense_params *p,
+                           rv_dense_select_fn select, void *select_ctx, rv_dense_emit_fn emit,
+                           rv_dense_progress_fn progress, void *ctx, rv_dense_stats *stats)
+{
+    if (!select)
+        return rv_error_set("dense search: no candidate selector");
+    return dense_search(queries, corpus, p, select, select_ctx, emit, progress, ctx, stats);
 }

@@ -55,6 +55,8 @@ typedef struct {
     size_t corpus_block;            /* corpus rows per block (default 1024) */
     size_t heap_budget;             /* bytes for the per-thread heaps of a batch (default 256 MiB) */
     uint32_t margin;                /* extra candidates per query (default 32 + k/4) */
+    uint32_t select_rows;           /* rv_dense_search_select with MaxP: rows asked of the selector per
+                                       query (0 or less than k + margin: k + margin) */
 } rv_dense_params;
 
 typedef struct {
@@ -76,6 +78,30 @@ typedef void (*rv_dense_progress_fn)(void *ctx, double queries_done);
  * out-of-range group, allocation failure or an emit failure. */
 int rv_dense_search(const rv_dense_matrix *queries, const rv_dense_matrix *corpus, const rv_dense_params *p,
                     rv_dense_emit_fn emit, rv_dense_progress_fn progress, void *ctx, rv_dense_stats *stats);
+
+/* An outside scorer of one batch of queries (the GPU backend of rv-search):
+ * given the batch widened to float32 (qn × dim, row-major), writes for query
+ * i its `cap` best corpus rows by its own float32 scores (all rows when the
+ * corpus has fewer) to cand[i*cap ...], in any order, each with the score it
+ * computed, and their number to n[i]. Returns 0, or -1 with an error set.
+ * Its scores must carry no more error than sgemm's: float32 sums of the
+ * float32 products q_i·c_i in any order (fp32 GEMM; no TF32, no 16-bit
+ * operands), so the error bound in the header comment holds for them. */
+typedef int (*rv_dense_select_fn)(void *ctx, const float *queries, size_t qn, uint32_t dim, uint32_t cap,
+                                  rv_scored *cand, uint32_t *n);
+
+/* rv_dense_search with the candidates of each batch taken from `select`
+ * instead of the CPU's blocked sgemm; rescoring, ordering and output are the
+ * same code, so the hits are identical to rv_dense_search's. The selector
+ * is asked for cap = k + margin rows per query (with MaxP, select_rows when
+ * larger: a document may fill several of them), never more than the corpus.
+ * Completeness: a row the selector left out scored at most the lowest score
+ * it returned, w; when w + eps (the bound above) is not below the k-th exact
+ * candidate score, or fewer than k rows (documents) are candidates, the
+ * query is rescored exactly against the whole corpus. */
+int rv_dense_search_select(const rv_dense_matrix *queries, const rv_dense_matrix *corpus, const rv_dense_params *p,
+                           rv_dense_select_fn select, void *select_ctx, rv_dense_emit_fn emit,
+                           rv_dense_progress_fn progress, void *ctx, rv_dense_stats *stats);
 
 /* The score defined above, of a float32 query against row r of m. */
 float rv_dense_exact_score(const float *q, const rv_dense_matrix *m, size_t r);

@@ -132,7 +132,7 @@ err_case two_stdin 2 rv-search --corpus - -
 err_case tag_space 2 rv-search --corpus "$D/ic.emb" --tag "a b" "$D/iq.emb"
 err_case unknown_option 2 rv-search --corpus "$D/ic.emb" --nope "$D/iq.emb"
 err_case missing_arg 2 rv-search --corpus
-err_case device_cuda 1 rv-search --corpus "$D/ic.emb" --device cuda "$D/iq.emb"
+err_case device_cuda 1 env RV_CUDA_LIB="$D/none.so" rv-search --corpus "$D/ic.emb" --device cuda "$D/iq.emb"
 err_case missing_file 1 rv-search --corpus "$D/nonexistent.emb" "$D/iq.emb"
 err_case dim_mismatch 1 rv-search --corpus "$D/ic.emb" "$D/mq.emb"
 err_case shard_dim_mismatch 1 rv-search --corpus "$D/ic.emb" --corpus "$D/mc.emb" "$D/iq.emb"
