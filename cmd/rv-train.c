@@ -1,7 +1,8 @@
 /* rv-train — Revela training on the CPU: LoRA adapters for a retriever and
  * a language model learned jointly from groups of chunks (in-batch
  * attention weighted by retriever similarities). Wiring only: the step is
- * lib/revela_step_ref.c, the model and adapters lib/train_model.c, the data
+ * lib/revela_step_ref.c (with --device cuda kernels/revela_step_gpu.cu, the
+ * same step on the CUDA backend, loaded at run time), the model and adapters lib/train_model.c, the data
  * lib/train_data.c, checkpoints lib/checkpoint.c, PEFT output
  * lib/peft_write.c, full models lib/model_write.c. */
 #include "cli.h"
@@ -9,6 +10,7 @@
 #include "atomic_file.h"
 #include "buf.h"
 #include "checkpoint.h"
+#include "cuda_loader.h"
 #include "error.h"
 #include "ir_text.h"
 #include "json.h"
@@ -24,6 +26,7 @@
 #include "train_data.h"
 #include "train_model.h"
 #include "version.h"
+#include "../kernels/revela_step_gpu.h"   /* the backend's entry points, called through pointers */
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,7 +40,7 @@
 _Noreturn static void usage(void)
 {
     printf("Usage: rv-train --model PATH --out DIR (--groups FILE | --from-jsonl FILE) [OPTION]...\n"
-           "Train LoRA adapters of a retriever and a language model by the Revela method (CPU),\n"
+           "Train LoRA adapters of a retriever and a language model by the Revela method (CPU or CUDA),\n"
            "or a plain causal LM (--objective lm: LoRA, or every parameter with --full).\n"
            "\n"
            "  -m, --model PATH          retriever base model (Hugging Face directory or .gguf)\n"
@@ -75,6 +78,10 @@ _Noreturn static void usage(void)
            "                            (implies --full; needs --tokenizer FILE.json)\n"
            "      --recompute           keep only layer inputs, re-run each layer before its backward\n"
            "                            (same results, far less memory, about 1/3 more compute)\n"
+           "      --device D            cpu (default) or cuda: the Revela step on a GPU (the CUDA backend,\n"
+           "                            librevela-cuda.so; not with --objective lm or --recompute)\n"
+           "      --gpu N               CUDA device index (default 0)\n"
+           "      --gpu-dtype T         f32 (default) or bf16: storage of the frozen matrices on the GPU\n"
            "  -t, --threads N           BLAS/OpenMP threads (default: all)\n"
            "  -q, --quiet               no progress lines\n"
            "  -h, --help                show this help and exit\n"
@@ -90,7 +97,7 @@ enum {
     OPT_LM = 256, OPT_TOK, OPT_LMTOK, OPT_JSONL, OPT_RANK, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_TAU,
     OPT_NO_VNORM, OPT_FIRST_HALF, OPT_SIM, OPT_MAXLEN, OPT_LR, OPT_WARMUP, OPT_WSHAPE, OPT_WD, OPT_ACCUM,
     OPT_MAXSTEPS, OPT_EPOCHS, OPT_STOP, OPT_SEED, OPT_SAVE, OPT_RESUME, OPT_FREEZE, OPT_DUAL, OPT_OBJECTIVE,
-    OPT_FULL, OPT_INIT, OPT_RECOMPUTE
+    OPT_FULL, OPT_INIT, OPT_RECOMPUTE, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE
 };
 
 typedef struct {
@@ -98,6 +105,8 @@ typedef struct {
     long rank, warmup, grad_accum, max_steps, epochs, stop_after, save_every;
     double alpha, dropout, tau, lr, weight_decay;
     int v_norm, first_half, resume, freeze_lm, threads, quiet, dual_loss, lm_only, full, recompute;
+    int cuda, gpu, gpu_set;   /* --device cuda, --gpu N (or --gpu-dtype) given */
+    rv_wtype gpu_dtype;
     rv_sim_numerics sim;
     rv_warmup_type warmup_shape;
     size_t max_len;
@@ -113,8 +122,10 @@ static void put_str(rv_buf *b, const char *key, const char *v)
         rv_buf_printf(b, "null");
 }
 
-/* Every effective hyper-parameter as one JSON object (stop-after, threads
- * and recompute excluded: they do not change the result). */
+/* Every effective hyper-parameter as one JSON object (stop-after, threads,
+ * recompute and the device excluded: they do not change the result beyond
+ * rounding, and a run may be resumed on another device; bf16 weights on the
+ * GPU do, and are recorded). */
 static char *hparams_json(const train_opts *o, long total_steps, size_t n_groups)
 {
     rv_buf b = {0};
@@ -138,6 +149,8 @@ static char *hparams_json(const train_opts *o, long total_steps, size_t n_groups
                   total_steps, o->epochs, o->seed, o->save_every, o->freeze_lm ? "true" : "false",
                   o->dual_loss ? "true" : "false", o->lm_only ? "lm" : "revela", o->full ? "true" : "false");
     put_str(&b, "init", o->init);
+    if (o->cuda && o->gpu_dtype == RV_WT_BF16)   /* changes the numbers beyond rounding; f32 runs match the CPU's */
+        rv_buf_printf(&b, ",\"gpu_weights\":\"bf16\"");
     rv_buf_printf(&b, "}");
     if (!b.data)
         rv_die("out of memory");
@@ -149,7 +162,7 @@ static void parse_args(int argc, char **argv, train_opts *o)
     *o = (train_opts){.targets = "q,k,v,o,gate,up,down", .rank = 256, .warmup = 100, .grad_accum = 8,
                       .max_steps = -1, .epochs = 1, .stop_after = -1, .save_every = 500, .alpha = 64,
                       .dropout = 0.1, .tau = 1e-4, .lr = 1e-4, .v_norm = 1, .first_half = 1, .sim = RV_SIM_FP32,
-                      .warmup_shape = RV_WARMUP_LOG, .max_len = 157, .seed = 42};
+                      .warmup_shape = RV_WARMUP_LOG, .max_len = 157, .seed = 42, .gpu_dtype = RV_WT_F32};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"lm", required_argument, 0, OPT_LM},
         {"tokenizer", required_argument, 0, OPT_TOK}, {"lm-tokenizer", required_argument, 0, OPT_LMTOK},
@@ -167,7 +180,8 @@ static void parse_args(int argc, char **argv, train_opts *o)
         {"resume", no_argument, 0, OPT_RESUME}, {"freeze-lm", no_argument, 0, OPT_FREEZE},
         {"dual-loss", no_argument, 0, OPT_DUAL}, {"objective", required_argument, 0, OPT_OBJECTIVE},
         {"full", no_argument, 0, OPT_FULL}, {"init", required_argument, 0, OPT_INIT},
-        {"recompute", no_argument, 0, OPT_RECOMPUTE},
+        {"recompute", no_argument, 0, OPT_RECOMPUTE}, {"device", required_argument, 0, OPT_DEVICE},
+        {"gpu", required_argument, 0, OPT_GPU}, {"gpu-dtype", required_argument, 0, OPT_GPU_DTYPE},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     opterr = 0;
@@ -223,6 +237,18 @@ static void parse_args(int argc, char **argv, train_opts *o)
         case OPT_FULL: o->full = 1; break;
         case OPT_INIT: o->init = optarg; o->full = 1; break;
         case OPT_RECOMPUTE: o->recompute = 1; break;
+        case OPT_DEVICE:
+            if (strcmp(optarg, "cpu") == 0) o->cuda = 0;
+            else if (strcmp(optarg, "cuda") == 0) o->cuda = 1;
+            else rv_die_usage("--device: expected cpu or cuda, found \"%s\"", optarg);
+            break;
+        case OPT_GPU: o->gpu = (int)rv_parse_uint("--gpu", optarg, 1023); o->gpu_set = 1; break;
+        case OPT_GPU_DTYPE:
+            if (strcmp(optarg, "f32") == 0) o->gpu_dtype = RV_WT_F32;
+            else if (strcmp(optarg, "bf16") == 0) o->gpu_dtype = RV_WT_BF16;
+            else rv_die_usage("--gpu-dtype: expected f32 or bf16, found \"%s\"", optarg);
+            o->gpu_set = 1;
+            break;
         case 't': o->threads = (int)rv_parse_uint("--threads", optarg, 4096); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage();
@@ -234,6 +260,11 @@ static void parse_args(int argc, char **argv, train_opts *o)
         rv_die_usage("unexpected argument \"%s\"", argv[optind]);
     if (o->full && !o->lm_only)
         rv_die_usage("--full and --init need --objective lm (Revela training uses LoRA adapters)");
+    if (o->gpu_set && !o->cuda)
+        rv_die_usage("--gpu and --gpu-dtype need --device cuda");
+    if (o->cuda && (o->lm_only || o->recompute))
+        rv_die_usage("--device cuda runs the Revela step only: not with --objective lm, --full, --init or "
+                     "--recompute (use --device cpu)");
     if (o->lm_only && (o->dual_loss || o->freeze_lm))
         rv_die_usage("--dual-loss and --freeze-lm apply to --objective revela only");
     if (o->init && !o->model && !o->tok)
@@ -277,6 +308,27 @@ static void crash_hook(void)
 {
     if (crash_step && atol(crash_step) == saving_step)
         raise(SIGKILL);
+}
+
+/* The CUDA backend's step (revela_step_gpu.h), looked up by name. */
+typedef struct {
+    rv_step_gpu_open_fn *open;
+    rv_step_gpu_device_name_fn *device_name;
+    rv_step_gpu_step_fn *step;
+    rv_step_gpu_take_grads_fn *take_grads;
+    rv_step_gpu_load_lora_fn *load_lora;
+    rv_step_gpu_close_fn *close;
+} gpu_api;
+
+static void gpu_api_load(gpu_api *a)
+{
+    if (!(a->open = (rv_step_gpu_open_fn *)rv_cuda_backend_sym("rv_step_gpu_open")) ||
+        !(a->device_name = (rv_step_gpu_device_name_fn *)rv_cuda_backend_sym("rv_step_gpu_device_name")) ||
+        !(a->step = (rv_step_gpu_step_fn *)rv_cuda_backend_sym("rv_step_gpu_step")) ||
+        !(a->take_grads = (rv_step_gpu_take_grads_fn *)rv_cuda_backend_sym("rv_step_gpu_take_grads")) ||
+        !(a->load_lora = (rv_step_gpu_load_lora_fn *)rv_cuda_backend_sym("rv_step_gpu_load_lora")) ||
+        !(a->close = (rv_step_gpu_close_fn *)rv_cuda_backend_sym("rv_step_gpu_close")))
+        rv_die("--device cuda: %s", rv_error_get());
 }
 
 /* Where a full-parameter run copies config.json and tokenizer.json from
@@ -488,6 +540,20 @@ int main(int argc, char **argv)
                 o.stop_after > 0 && o.stop_after < total ? o.stop_after : total, weight_bytes / 1048576.0,
                 train_bytes / 1048576.0, hp);
 
+    /* --device cuda: the step's backend, with both networks' weights and the
+     * current adapters (after --resume) uploaded once */
+    gpu_api gapi = {0};
+    rv_step_gpu *gdev = NULL;
+    if (o.cuda) {
+        gpu_api_load(&gapi);
+        double tg = rv_now();
+        if (!(gdev = gapi.open(&rnet.dec, &lnet.dec, o.gpu, o.gpu_dtype)))
+            rv_die("--device cuda: %s", rv_error_get());
+        if (!o.quiet)
+            fprintf(stderr, "rv-train: device cuda:%d %s (backend %s; %s weights uploaded in %.1fs)\n", o.gpu,
+                    gapi.device_name(gdev), rv_cuda_backend_path(), rv_wtype_name(o.gpu_dtype), rv_now() - tg);
+    }
+
     rv_lr_schedule sched = {0.0, o.lr, o.warmup, total, o.warmup_shape};
     rv_adamw_hparams ah = {0, 0.9, 0.999, 1e-8, o.weight_decay};
     rv_step_opts so = {o.tau, o.v_norm, 1e-6f, o.sim, 1, o.dual_loss, o.recompute};
@@ -524,7 +590,8 @@ int main(int argc, char **argv)
             rv_step_result res = {0};
             res.w = wbuf;
             rv_step_dropout drop = {(float)o.dropout, o.seed, pos.micro};
-            int rc = rnp ? rv_revela_step_ref_dropout(&rnet.dec, &lnet.dec, &bt.b, &so, &drop, rnet.layer_grads,
+            int rc = gdev  ? gapi.step(gdev, &bt.b, &so, &drop, &res)
+                     : rnp ? rv_revela_step_ref_dropout(&rnet.dec, &lnet.dec, &bt.b, &so, &drop, rnet.layer_grads,
                                                       lnet.layer_grads, &res)
                          : rv_lm_step(&lnet.dec, &bt.b, &drop, o.recompute, lnet.layer_grads, o.full ? &lnet.dec_grads : NULL,
                                       &res);
@@ -548,6 +615,8 @@ int main(int argc, char **argv)
             pos.pos++;
             pos.micro++;
         }
+        if (gdev && gapi.take_grads(gdev, rnet.layer_grads, lnet.layer_grads) < 0)   /* the micro-batches' sum */
+            rv_die("--device cuda: %s", rv_error_get());
         const float inv = (float)(1.0 / (double)o.grad_accum);
         if (rnp)
             rv_scale(rnet.n_params, rnet.grads, inv);
@@ -567,6 +636,8 @@ int main(int argc, char **argv)
             (!o.freeze_lm &&
              rv_adamw_update(lnet.n_params, lnet.params, lnet.grads, lnet.adam_m, lnet.adam_v, t, &ah) < 0))
             rv_die_lib();
+        if (gdev && gapi.load_lora(gdev) < 0)   /* the updated adapters up for the next step */
+            rv_die("--device cuda: %s", rv_error_get());
         pos.step = t;
         const double secs = rv_now() - t0;
         loss /= (double)o.grad_accum;
@@ -602,6 +673,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "rv-train: wrote %s/%s (step %ld); peak activations %.1f MiB\n", o.out,
                 o.full ? "model" : rnp ? "retriever and lm" : "lm", pos.step, act_peak / 1048576.0);
 
+    if (gdev)
+        gapi.close(gdev);
     free(wbuf);
     free(perm);
     free(hp);

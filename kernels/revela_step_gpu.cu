@@ -1,0 +1,1007 @@
+/* revela_step_gpu.cu — rv_revela_step_ref (lib/revela_step_ref.c) on the
+ * device, see revela_step_gpu.h. The structure mirrors the reference: per
+ * pass and layer the same saved activations (norm inputs and rstd, the LoRA
+ * intermediates x A^T, post-RoPE q/k, v, the attention output and its lse,
+ * pass B's in-batch statistics), the same op order forward and backward, so
+ * that in f32 the two agree up to summation order. No kernel of its own:
+ * every op is a cuda_ops.h op, LoRA is two extra GEMMs forward and four
+ * backward, copies are cudaMemcpyAsync on the context's stream. One pair
+ * of small kernels of its own applies LoRA dropout: the keep mask of
+ * rv_dropout_keep_mask (a counter-based hash of seed, stream and element)
+ * is computed in place from the same hash, bit for bit, so no mask is
+ * stored or uploaded; the backward recomputes it.
+ *
+ * Memory: frozen weights and LoRA parameters/gradients are allocated once
+ * at open; activations for all four passes and the backward scratch are
+ * allocated at the first step and kept while later steps fit (batch and
+ * batch*seq_len no larger), so a training run does not call cudaMalloc per
+ * micro-batch. */
+#include "cuda_common.cuh"   /* rv_cuda internals, RV_CUDA_CHECK */
+
+extern "C" {
+#include "revela_step_gpu.h"
+#include "splitmix.h"    /* rv_mix64: the dropout masks' hash, host side */
+#include "train_ops.h"   /* rv_rope_table_init, rv_lm_targets, rv_attn_shape_check */
+}
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define F32 RV_WT_F32
+
+/* ---------------------------------------------------------------- device allocations */
+typedef struct {
+    void **ptr;
+    size_t n, cap, bytes;
+} dev_list;
+
+static void *dev_take(rv_cuda *c, dev_list *dl, size_t bytes, const char *what)
+{
+    if (dl->n == dl->cap) {
+        size_t cap = dl->cap ? 2 * dl->cap : 64;
+        void **p = (void **)realloc(dl->ptr, cap * sizeof *p);
+        if (!p) {
+            rv_error_set("revela step on cuda: out of host memory");
+            return NULL;
+        }
+        dl->ptr = p;
+        dl->cap = cap;
+    }
+    void *d = rv_cuda_alloc(c, bytes ? bytes : 4);
+    if (!d) {
+        rv_error_prefix("revela step on cuda: device memory for %s (%.1f MiB)", what, (double)bytes / (1 << 20));
+        return NULL;
+    }
+    dl->ptr[dl->n++] = d;
+    dl->bytes += bytes;
+    return d;
+}
+
+static void dev_list_free(rv_cuda *c, dev_list *dl)
+{
+    for (size_t i = 0; i < dl->n; i++)
+        rv_cuda_free(c, dl->ptr[i]);
+    free(dl->ptr);
+    memset(dl, 0, sizeof *dl);
+}
+
+/* ---------------------------------------------------------------- state */
+typedef struct {
+    int in, out, rank;
+    float scale;
+    const void *weight;           /* device, frozen, in the handle's storage type */
+    const float *bias;            /* device f32, frozen (NULL when absent) */
+    float *a, *b;                 /* device LoRA [rank, in], [out, rank] */
+    float *ga, *gb;               /* device gradient accumulators, same shapes */
+} dproj;
+
+typedef struct {
+    const float *input_norm, *post_norm;
+    dproj proj[RV_N_PROJ];
+} dlayer;
+
+typedef struct {
+    const rv_step_decoder *host;
+    const void *embed, *lm_head;  /* storage type */
+    const float *final_norm;
+    dlayer *layers;
+    float *cos_tab, *sin_tab;     /* RoPE tables for rope_len positions */
+    int rope_len;
+    dev_list rope_mem;
+    /* every adapter of the net packed in one device array (A then B per
+     * projection, each padded to 4 floats for cuBLASLt's 16-byte alignment),
+     * gradients in a second of the same layout, a host array for staging:
+     * one transfer per optimiser step each way */
+    size_t n_lora;
+    float *lora, *grad, *stage;
+} dnet;
+
+typedef struct {
+    float *x_in, *u, *rstd1, *xa[RV_N_PROJ];
+    float *q, *k, *v, *attn, *lse, *ib_lse, *ib_den, *o_in;
+    float *x_mid, *u2, *rstd2, *gate, *up, *hmid;
+} dacts;
+
+typedef struct {
+    dnet *net;
+    int B, L;
+    size_t n;
+    const int *d_len;             /* device lengths [B] */
+    const uint32_t *d_ids;        /* device ids [n] */
+    dacts *layers;
+    float *x_final, *h, *rstd_f;
+    float drop_p, drop_kept;      /* LoRA dropout: probability, the kept value 1/(1-p); p == 0: none */
+    uint64_t drop_seed, drop_base;   /* mask stream = drop_base + layer * 8 + projection */
+} dpass;
+
+/* The dropout mask of one projection in one pass (p == 0: none) and the
+ * scratch the masked input (and, backward, (scale dy B) A) go to. */
+typedef struct {
+    float p, kept;
+    uint64_t key;
+    float *xl, *tl;
+    rv_wtype wt;                  /* (not dropout) the frozen weights' storage, and its scratch */
+    void *xb, *yb;
+} ddrop;
+
+/* Pass B's link to pass A (rv_revela_step_ref's inbatch_link). */
+typedef struct {
+    const rv_inbatch_cfg *cfg;
+    const float *w;
+    const dpass *pass_a;
+    float **dk_a, **dv_a;
+    float *dw;
+} dlink;
+
+struct rv_step_gpu {
+    rv_cuda *c;
+    rv_wtype wt;                  /* storage of the frozen matrices (embedding, head, projections) */
+    dnet net[2];                  /* 0 retriever, 1 LM */
+    dev_list weights;             /* frozen weights, LoRA and its gradients */
+    struct {
+        const float *host;
+        const void *dev;
+        rv_wtype t;
+    } *wmap;                      /* host tensor -> its device copy (shared base uploaded once) */
+    size_t n_wmap, cap_wmap;
+    /* activations and scratch, sized for cap_B x cap_n */
+    int cap_B;
+    size_t cap_n;
+    dev_list acts;
+    dpass pass[4];                /* P, Q (retriever), A, B (LM) */
+    float *xl, *tl;               /* dropout: masked adapter input, backward product [n, widest input] */
+    void *xb, *yb;                /* bf16 storage: a projection's input / output gradient narrowed to bf16 */
+    float *x, *sd, *sq, *dx, *dk0, *dv0, *dhf, *dgate, *dup, *du, *do_in, *dq, *glora, *dh, *dh_a;
+    float **dk_a, **dv_a;
+    float *p_emb, *q_emb, *p_norm, *q_norm, *S, *W, *dW, *dS, *dq_emb, *dp_emb;
+    uint32_t *ids[3];
+    int *len[3];
+    int32_t *targets;
+    double *loss;                 /* [2]: pass B, pass A sums */
+};
+
+/* ---------------------------------------------------------------- dropout kernels */
+__device__ __forceinline__ uint64_t mix64_dev(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* rv_dropout_keep_mask's element i: 24 random bits -> u in [0, 1), exact in float. */
+__device__ __forceinline__ float keep_at(uint64_t key, size_t i, float p, float kept)
+{
+    float u = (float)(mix64_dev(key + i) >> 40) * (1.0f / 16777216.0f);
+    return (p > 0.0f && u < p) ? 0.0f : kept;
+}
+
+/* y = x * keep (rv_mul with the mask). */
+__global__ void dropout_mul_kernel(float *y, const float *x, size_t n, uint64_t key, float p, float kept)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = x[i] * keep_at(key, i, p, kept);
+}
+
+/* dx += keep * t (rv_lora_linear_backward's masked input gradient). */
+__global__ void dropout_add_kernel(float *dx, const float *t, size_t n, uint64_t key, float p, float kept)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dx[i] += keep_at(key, i, p, kept) * t[i];
+}
+
+static int dropout_launch(rv_cuda *c, int add, float *dst, const float *src, size_t n, const ddrop *d)
+{
+    unsigned grid = 1;
+    size_t cap = (size_t)1 << 20;
+    if (rv_grid_1d(n < cap ? n : cap, 256, &grid, "dropout") != 0)
+        return -1;
+    if (add) {
+        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, dst, src, n, d->key, d->p, d->kept);
+        RV_LAUNCH_CHECK("dropout_add_kernel");
+    } else {
+        RV_LAUNCH(dropout_mul_kernel, grid, 256, 0, c->stream, dst, src, n, d->key, d->p, d->kept);
+        RV_LAUNCH_CHECK("dropout_mul_kernel");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- small helpers */
+static int dcopy(rv_cuda *c, float *dst, const float *src, size_t count)
+{
+    RV_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
+    return 0;
+}
+
+static int dzero(rv_cuda *c, void *p, size_t bytes) { return rv_cuda_memset(c, p, 0, bytes); }
+
+/* The device copy of a frozen host tensor as type t (f32, or bf16 rounded
+ * to nearest even), uploading it on first sight. */
+static const void *upload_frozen(rv_step_gpu *g, const float *host, size_t count, rv_wtype t, const char *what)
+{
+    if (!host)
+        return NULL;
+    for (size_t i = 0; i < g->n_wmap; i++)
+        if (g->wmap[i].host == host && g->wmap[i].t == t)
+            return g->wmap[i].dev;
+    if (g->n_wmap == g->cap_wmap) {
+        size_t cap = g->cap_wmap ? 2 * g->cap_wmap : 64;
+        void *p = realloc(g->wmap, cap * sizeof *g->wmap);
+        if (!p) {
+            rv_error_set("revela step on cuda: out of host memory");
+            return NULL;
+        }
+        g->wmap = (decltype(g->wmap))p;
+        g->cap_wmap = cap;
+    }
+    void *d = dev_take(g->c, &g->weights, count * rv_wtype_size(t), what);
+    if (!d)
+        return NULL;
+    if (t == RV_WT_F32) {
+        if (rv_cuda_upload(g->c, d, host, count * sizeof(float)) != 0)
+            return NULL;
+    } else {   /* narrowed on the host in slices */
+        const size_t slice = (size_t)1 << 20;
+        uint16_t *h = (uint16_t *)malloc((count < slice ? count : slice) * sizeof *h);
+        if (!h) {
+            rv_error_set("revela step on cuda: out of host memory");
+            return NULL;
+        }
+        int rc = 0;
+        for (size_t i = 0; i < count && rc == 0; i += slice) {
+            size_t m = count - i < slice ? count - i : slice;
+            for (size_t k = 0; k < m; k++)
+                h[k] = rv_f32_to_bf16(host[i + k]);
+            rc = rv_cuda_upload(g->c, (uint16_t *)d + i, h, m * sizeof *h);
+        }
+        free(h);
+        if (rc != 0)
+            return NULL;
+    }
+    g->wmap[g->n_wmap].host = host;
+    g->wmap[g->n_wmap].dev = d;
+    g->wmap[g->n_wmap].t = t;
+    g->n_wmap++;
+    return d;
+}
+
+/* The shape checks of revela_step_ref.c's check_decoder, plus the kernels'
+ * head_dim limit. */
+static int check_decoder(const rv_step_decoder *m, const char *who, int need_head)
+{
+    if (m->vocab <= 0 || m->hidden <= 0 || m->n_layers <= 0 || m->n_heads <= 0 || m->n_kv_heads <= 0 ||
+        m->head_dim <= 0 || m->head_dim % 2 != 0 || m->ffn <= 0 || m->n_heads % m->n_kv_heads != 0)
+        return rv_error_set("%s: expected positive sizes, an even head_dim and heads a multiple of kv heads", who);
+    if (m->head_dim > 128)
+        return rv_error_set("%s: head_dim %d is not supported on cuda (the attention kernels take <= 128)", who,
+                            m->head_dim);
+    if (need_head && !m->lm_head)
+        return rv_error_set("%s: the LM needs an lm_head (the embedding when tied)", who);
+    const int D = m->hidden, QW = m->n_heads * m->head_dim, KW = m->n_kv_heads * m->head_dim, F = m->ffn;
+    const int want_in[RV_N_PROJ] = {D, D, D, QW, D, D, F}, want_out[RV_N_PROJ] = {QW, KW, KW, D, F, F, D};
+    for (int l = 0; l < m->n_layers; l++)
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            const rv_lora_linear *pl = &m->layers[l].proj[p];
+            if (pl->in != want_in[p] || pl->out != want_out[p] || pl->rank < 0 || !pl->weight ||
+                (pl->rank > 0 && (!pl->lora_a || !pl->lora_b)))
+                return rv_error_set("%s: layers.%d.%s: expected %dx%d with weights, found %dx%d rank %d", who, l,
+                                    rv_proj_names[p], want_out[p], want_in[p], pl->out, pl->in, pl->rank);
+        }
+    return 0;
+}
+
+static size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
+
+static int upload_net(rv_step_gpu *g, dnet *d, const rv_step_decoder *m, int with_head)
+{
+    d->host = m;
+    const size_t V = (size_t)m->vocab, D = (size_t)m->hidden;
+    if (!(d->embed = upload_frozen(g, m->embed, V * D, g->wt, "the embedding")) ||
+        !(d->final_norm = (const float *)upload_frozen(g, m->final_norm, D, F32, "the final norm")))
+        return -1;
+    if (with_head && !(d->lm_head = upload_frozen(g, m->lm_head, V * D, g->wt, "the LM head")))
+        return -1;
+    d->layers = (dlayer *)calloc((size_t)m->n_layers, sizeof *d->layers);
+    if (!d->layers)
+        return rv_error_set("revela step on cuda: out of host memory");
+    for (int l = 0; l < m->n_layers; l++) {
+        const rv_step_layer *hl = &m->layers[l];
+        dlayer *dl = &d->layers[l];
+        if (!(dl->input_norm = (const float *)upload_frozen(g, hl->input_norm, D, F32, "a norm")) ||
+            !(dl->post_norm = (const float *)upload_frozen(g, hl->post_norm, D, F32, "a norm")))
+            return -1;
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            const rv_lora_linear *hp = &hl->proj[p];
+            dproj *dp = &dl->proj[p];
+            dp->in = hp->in;
+            dp->out = hp->out;
+            dp->rank = hp->rank;
+            dp->scale = hp->scale;
+            if (!(dp->weight = upload_frozen(g, hp->weight, (size_t)hp->out * hp->in, g->wt, rv_proj_names[p])))
+                return -1;
+            if (hp->bias && !(dp->bias = (const float *)upload_frozen(g, hp->bias, (size_t)hp->out, F32, "a bias")))
+                return -1;
+        }
+    }
+    /* the packed adapters and gradients (offsets as lora_offset) */
+    d->n_lora = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        for (int p = 0; p < RV_N_PROJ; p++)
+            if (d->layers[l].proj[p].rank > 0) {
+                const dproj *dp = &d->layers[l].proj[p];
+                d->n_lora += pad4((size_t)dp->rank * dp->in) + pad4((size_t)dp->out * dp->rank);
+            }
+    if (d->n_lora == 0)
+        return 0;
+    if (!(d->lora = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "the LoRA adapters")) ||
+        !(d->grad = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "the LoRA gradients")) ||
+        dzero(g->c, d->lora, d->n_lora * sizeof(float)) != 0 || dzero(g->c, d->grad, d->n_lora * sizeof(float)) != 0)
+        return -1;
+    if (!(d->stage = (float *)calloc(d->n_lora, sizeof(float))))
+        return rv_error_set("revela step on cuda: out of host memory");
+    size_t off = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            dproj *dp = &d->layers[l].proj[p];
+            if (dp->rank <= 0)
+                continue;
+            size_t na = (size_t)dp->rank * dp->in, nb = (size_t)dp->out * dp->rank;
+            dp->a = d->lora + off;
+            dp->ga = d->grad + off;
+            off += pad4(na);
+            dp->b = d->lora + off;
+            dp->gb = d->grad + off;
+            off += pad4(nb);
+        }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- open / close */
+extern "C" void rv_step_gpu_close(rv_step_gpu *g)
+{
+    if (!g)
+        return;
+    if (g->c) {
+        dev_list_free(g->c, &g->acts);
+        dev_list_free(g->c, &g->weights);
+        for (int i = 0; i < 2; i++)
+            dev_list_free(g->c, &g->net[i].rope_mem);
+        rv_cuda_close(g->c);
+    }
+    for (int i = 0; i < 2; i++) {
+        free(g->net[i].layers);
+        free(g->net[i].stage);
+    }
+    for (int i = 0; i < 4; i++)
+        free(g->pass[i].layers);
+    free(g->dk_a);
+    free(g->dv_a);
+    free(g->wmap);
+    free(g);
+}
+
+extern "C" rv_step_gpu *rv_step_gpu_open(const rv_step_decoder *retriever, const rv_step_decoder *lm, int device,
+                                         rv_wtype storage)
+{
+    if (storage != RV_WT_F32 && storage != RV_WT_BF16) {
+        rv_error_set("revela step on cuda: weight storage must be f32 or bf16, found %s", rv_wtype_name(storage));
+        return NULL;
+    }
+    if (check_decoder(retriever, "retriever", 0) != 0 || check_decoder(lm, "lm", 1) != 0) {
+        rv_error_prefix("revela step on cuda");
+        return NULL;
+    }
+    const char *why = "";
+    int n_dev = rv_cuda_device_count(&why);
+    if (n_dev == 0) {
+        rv_error_set("no CUDA device: %s", why);
+        return NULL;
+    }
+    if (device < 0 || device >= n_dev) {
+        rv_error_set("CUDA device %d does not exist (%d device%s: 0..%d)", device, n_dev, n_dev == 1 ? "" : "s",
+                     n_dev - 1);
+        return NULL;
+    }
+    rv_step_gpu *g = (rv_step_gpu *)calloc(1, sizeof *g);
+    if (!g) {
+        rv_error_set("out of host memory");
+        return NULL;
+    }
+    g->wt = storage;
+    if (!(g->c = rv_cuda_open(device)) || upload_net(g, &g->net[0], retriever, 0) != 0 ||
+        upload_net(g, &g->net[1], lm, 1) != 0 || rv_step_gpu_load_lora(g) != 0) {
+        rv_step_gpu_close(g);
+        return NULL;
+    }
+    return g;
+}
+
+extern "C" const char *rv_step_gpu_device_name(const rv_step_gpu *g) { return rv_cuda_device_name(g->c); }
+
+extern "C" int rv_step_gpu_load_lora(rv_step_gpu *g)
+{
+    for (int i = 0; i < 2; i++) {   /* gathered into the staging array, then one upload per net */
+        dnet *d = &g->net[i];
+        const rv_step_decoder *m = d->host;
+        if (d->n_lora == 0)
+            continue;
+        for (int l = 0; l < m->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                const rv_lora_linear *hp = &m->layers[l].proj[p];
+                const dproj *dp = &d->layers[l].proj[p];
+                if (dp->rank <= 0)
+                    continue;
+                memcpy(d->stage + (dp->a - d->lora), hp->lora_a, (size_t)dp->rank * dp->in * sizeof(float));
+                memcpy(d->stage + (dp->b - d->lora), hp->lora_b, (size_t)dp->out * dp->rank * sizeof(float));
+            }
+        if (rv_cuda_upload(g->c, d->lora, d->stage, d->n_lora * sizeof(float)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+extern "C" int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retriever_grads,
+                                      rv_step_layer_grads *lm_grads)
+{
+    rv_step_layer_grads *gr[2] = {retriever_grads, lm_grads};
+    for (int i = 0; i < 2; i++) {   /* one download per net into the staging array, then scattered */
+        dnet *d = &g->net[i];
+        const rv_step_decoder *m = d->host;
+        if (!gr[i])
+            return rv_error_set("revela step on cuda: no gradient buffers");
+        if (d->n_lora == 0)
+            continue;
+        for (int l = 0; l < m->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++)
+                if (d->layers[l].proj[p].rank > 0 && (!gr[i][l].lora_a[p] || !gr[i][l].lora_b[p]))
+                    return rv_error_set("revela step on cuda: layers.%d.%s: missing LoRA gradient buffer", l,
+                                        rv_proj_names[p]);
+        if (rv_cuda_download(g->c, d->stage, d->grad, d->n_lora * sizeof(float)) != 0 ||
+            dzero(g->c, d->grad, d->n_lora * sizeof(float)) != 0)
+            return -1;
+        for (int l = 0; l < m->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                const dproj *dp = &d->layers[l].proj[p];
+                if (dp->rank <= 0)
+                    continue;
+                const float *ga = d->stage + (dp->ga - d->grad), *gb = d->stage + (dp->gb - d->grad);
+                float *ha = gr[i][l].lora_a[p], *hb = gr[i][l].lora_b[p];
+                for (size_t k = 0, na = (size_t)dp->rank * dp->in; k < na; k++)
+                    ha[k] += ga[k];
+                for (size_t k = 0, nb = (size_t)dp->out * dp->rank; k < nb; k++)
+                    hb[k] += gb[k];
+            }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- activations */
+static int alloc_pass(rv_step_gpu *g, dpass *a, dnet *net, int B, size_t n, int in_batch)
+{
+    const rv_step_decoder *m = net->host;
+    const size_t D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
+    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, F = (size_t)m->ffn, H = (size_t)m->n_heads;
+    a->net = net;
+    free(a->layers);
+    a->layers = (dacts *)calloc((size_t)m->n_layers, sizeof *a->layers);
+    if (!a->layers)
+        return rv_error_set("revela step on cuda: out of host memory");
+    dev_list *al = &g->acts;
+#define TAKE(dst, count)                                                                               \
+    do {                                                                                               \
+        if (!((dst) = (float *)dev_take(g->c, al, (count) * sizeof(float), "activations")))           \
+            return -1;                                                                                 \
+    } while (0)
+    for (int l = 0; l < m->n_layers; l++) {
+        dacts *la = &a->layers[l];
+        TAKE(la->x_in, n * D);
+        TAKE(la->u, n * D);
+        TAKE(la->rstd1, n);
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            int r = m->layers[l].proj[p].rank;
+            TAKE(la->xa[p], n * (size_t)(r > 0 ? r : 1));
+        }
+        TAKE(la->q, n * QW);
+        TAKE(la->k, n * KW);
+        TAKE(la->v, n * KW);
+        TAKE(la->attn, n * QW);
+        TAKE(la->lse, n * H);
+        if (in_batch) {
+            TAKE(la->ib_lse, (size_t)B * n * H);
+            TAKE(la->ib_den, (size_t)B * n * H);
+        }
+        TAKE(la->o_in, n * QW);
+        TAKE(la->x_mid, n * D);
+        TAKE(la->u2, n * D);
+        TAKE(la->rstd2, n);
+        TAKE(la->gate, n * F);
+        TAKE(la->up, n * F);
+        TAKE(la->hmid, n * F);
+    }
+    TAKE(a->x_final, n * D);
+    TAKE(a->h, n * D);
+    TAKE(a->rstd_f, n);
+    return 0;
+}
+
+/* Every activation and scratch buffer for B chunks of n rows in all (kept
+ * while later steps fit). */
+static int ensure_acts(rv_step_gpu *g, int B, size_t n)
+{
+    if (g->acts.n && B <= g->cap_B && n <= g->cap_n && (size_t)B * n <= (size_t)g->cap_B * g->cap_n)
+        return 0;
+    dev_list_free(g->c, &g->acts);
+    g->cap_B = 0;
+    g->cap_n = 0;
+    const rv_step_decoder *r = g->net[0].host, *lm = g->net[1].host;
+    size_t Dm = 0, QWm = 0, KWm = 0, Fm = 0, Rm = 1;
+    for (int i = 0; i < 2; i++) {
+        const rv_step_decoder *m = g->net[i].host;
+        size_t D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
+        size_t KW = (size_t)m->n_kv_heads * m->head_dim, F = (size_t)m->ffn;
+        Dm = D > Dm ? D : Dm;
+        QWm = QW > QWm ? QW : QWm;
+        KWm = KW > KWm ? KW : KWm;
+        Fm = F > Fm ? F : Fm;
+        for (int l = 0; l < m->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++)
+                Rm = (size_t)m->layers[l].proj[p].rank > Rm ? (size_t)m->layers[l].proj[p].rank : Rm;
+    }
+    if (alloc_pass(g, &g->pass[0], &g->net[0], B, n, 0) != 0 || alloc_pass(g, &g->pass[1], &g->net[0], B, n, 0) != 0 ||
+        alloc_pass(g, &g->pass[2], &g->net[1], B, n, 0) != 0 || alloc_pass(g, &g->pass[3], &g->net[1], B, n, 1) != 0)
+        return -1;
+    dev_list *al = &g->acts;
+    const size_t DR = (size_t)r->hidden, DL = (size_t)lm->hidden, KWL = (size_t)lm->n_kv_heads * lm->head_dim;
+    size_t In = Dm > QWm ? Dm : QWm;
+    In = Fm > In ? Fm : In;
+    TAKE(g->xl, n * In);
+    TAKE(g->tl, n * In);
+    g->xb = g->yb = NULL;
+    if (g->wt != F32 && (!(g->xb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations")) ||
+                         !(g->yb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations"))))
+        return -1;
+    TAKE(g->x, n * Dm);
+    TAKE(g->sd, n * Dm);
+    TAKE(g->sq, n * QWm);
+    TAKE(g->dx, n * Dm);
+    TAKE(g->dk0, n * KWm);
+    TAKE(g->dv0, n * KWm);
+    TAKE(g->dhf, n * Fm);
+    TAKE(g->dgate, n * Fm);
+    TAKE(g->dup, n * Fm);
+    TAKE(g->du, n * Dm);
+    TAKE(g->do_in, n * QWm);
+    TAKE(g->dq, n * QWm);
+    TAKE(g->glora, n * Rm);
+    TAKE(g->dh, n * Dm);
+    TAKE(g->dh_a, n * DL);
+    free(g->dk_a);
+    free(g->dv_a);
+    g->dk_a = (float **)calloc((size_t)lm->n_layers, sizeof(float *));
+    g->dv_a = (float **)calloc((size_t)lm->n_layers, sizeof(float *));
+    if (!g->dk_a || !g->dv_a)
+        return rv_error_set("revela step on cuda: out of host memory");
+    for (int l = 0; l < lm->n_layers; l++) {
+        TAKE(g->dk_a[l], n * KWL);
+        TAKE(g->dv_a[l], n * KWL);
+    }
+    const size_t BB = (size_t)B * B;
+    TAKE(g->p_emb, (size_t)B * DR);
+    TAKE(g->q_emb, (size_t)B * DR);
+    TAKE(g->p_norm, (size_t)B);
+    TAKE(g->q_norm, (size_t)B);
+    TAKE(g->S, BB);
+    TAKE(g->W, BB);
+    TAKE(g->dW, BB);
+    TAKE(g->dS, BB);
+    TAKE(g->dq_emb, (size_t)B * DR);
+    TAKE(g->dp_emb, (size_t)B * DR);
+#undef TAKE
+    for (int v = 0; v < 3; v++)
+        if (!(g->ids[v] = (uint32_t *)dev_take(g->c, al, n * sizeof(uint32_t), "token ids")) ||
+            !(g->len[v] = (int *)dev_take(g->c, al, (size_t)B * sizeof(int), "lengths")))
+            return -1;
+    if (!(g->targets = (int32_t *)dev_take(g->c, al, n * sizeof(int32_t), "targets")) ||
+        !(g->loss = (double *)dev_take(g->c, al, 2 * sizeof(double), "the loss")))
+        return -1;
+    g->cap_B = B;
+    g->cap_n = n;
+    return 0;
+}
+
+static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
+{
+    if (d->rope_len == L)
+        return 0;
+    dev_list_free(g->c, &d->rope_mem);
+    d->rope_len = 0;
+    rv_rope_table t;
+    memset(&t, 0, sizeof t);
+    if (rv_rope_table_init(&t, L, d->host->head_dim, d->host->inv_freq) != 0)
+        return -1;
+    size_t bytes = (size_t)L * t.half * sizeof(float);
+    int rc = -1;
+    if ((d->cos_tab = (float *)dev_take(g->c, &d->rope_mem, bytes, "RoPE tables")) &&
+        (d->sin_tab = (float *)dev_take(g->c, &d->rope_mem, bytes, "RoPE tables")) &&
+        rv_cuda_upload(g->c, d->cos_tab, t.cos, bytes) == 0 && rv_cuda_upload(g->c, d->sin_tab, t.sin, bytes) == 0) {
+        d->rope_len = L;
+        rc = 0;
+    }
+    rv_rope_table_free(&t);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- projections */
+/* y = x W^T + bias + scale (x A^T) B^T; xa = x A^T kept for the backward
+ * (rv_lora_linear_forward). */
+static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, float *xa, float *y, const ddrop *d)
+{
+    const int N = (int)n, in = p->in, out = p->out, r = p->rank;
+    if (d->wt == F32 ? rv_cuda_linear(c, y, F32, x, n, p->weight, (size_t)out, (size_t)in, F32, p->bias) != 0
+                     : rv_cuda_convert(c, d->xb, d->wt, x, F32, n * (size_t)in) != 0 ||
+                           rv_cuda_linear(c, y, F32, d->xb, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
+        return -1;
+    if (r <= 0)
+        return 0;
+    const float *xl = x;   /* the adapter's input: x, or x * keep under dropout */
+    if (d->p > 0) {
+        if (dropout_launch(c, 0, d->xl, x, n * (size_t)in, d) != 0)
+            return -1;
+        xl = d->xl;
+    }
+    return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, xl, in, p->a, in, F32, 0.0f, xa, r, F32) != 0 ||
+                   rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, p->b, r, F32, 1.0f, y, out, F32) != 0
+               ? -1
+               : 0;
+}
+
+/* rv_lora_linear_backward: dx += dy W + keep * ((scale dy B) A), dA +=
+ * (scale dy B)^T x_lora, dB += scale dy^T xa; gl is [n, rank] scratch. x is
+ * the projection's input; under dropout x_lora = x * keep is recomputed
+ * from the mask's hash (the same values the forward used). */
+static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, const float *xa, const float *dy,
+                         float *dx, float *gl, const ddrop *d)
+{
+    const int N = (int)n, in = p->in, out = p->out, r = p->rank;
+    if (d->wt == F32 ? rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dy, out, p->weight, in, F32, 1.0f, dx, in, F32) != 0
+                     : rv_cuda_convert(c, d->yb, d->wt, dy, F32, n * (size_t)out) != 0 ||
+                           rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, d->yb, out, p->weight, in, d->wt, 1.0f, dx, in,
+                                        F32) != 0)
+        return -1;
+    if (r <= 0)
+        return 0;
+    const float *xl = x;
+    if (d->p > 0) {
+        if (dropout_launch(c, 0, d->xl, x, n * (size_t)in, d) != 0)
+            return -1;
+        xl = d->xl;
+    }
+    if (rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, dy, out, xa, r, F32, 1.0f, p->gb, r, F32) != 0 ||
+        rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, dy, out, p->b, r, F32, 0.0f, gl, r, F32) != 0 ||
+        rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, gl, r, xl, in, F32, 1.0f, p->ga, in, F32) != 0)
+        return -1;
+    if (d->p > 0)
+        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 0.0f, d->tl, in, F32) != 0 ||
+                       dropout_launch(c, 1, dx, d->tl, n * (size_t)in, d) != 0
+                   ? -1
+                   : 0;
+    return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 1.0f, dx, in, F32);
+}
+
+/* The mask of pass a, layer l, projection p (revela_step_ref.c's lora_in). */
+static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
+{
+    ddrop d;
+    d.p = a->drop_p;
+    d.kept = a->drop_kept;
+    d.key = a->drop_p > 0 ? rv_mix64(a->drop_seed ^ rv_mix64(a->drop_base + (uint64_t)l * 8 + (uint64_t)p)) : 0;
+    d.xl = g->xl;
+    d.tl = g->tl;
+    d.wt = g->wt;
+    d.xb = g->xb;
+    d.yb = g->yb;
+    return d;
+}
+
+/* ---------------------------------------------------------------- forward */
+/* Projection `which` of layer la (weights P, dropout masks dr) on input x. */
+#define FWD(which, x, y) proj_forward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], y, &dr[RV_PROJ_##which])
+#define BACK(which, x, dy, dxo)                                                                       \
+    proj_backward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], dy, dxo, g->glora, &dr[RV_PROJ_##which])
+
+static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink *ib)
+{
+    rv_cuda *c = g->c;
+    const rv_step_decoder *m = a->net->host;
+    const dlayer *w = &a->net->layers[l];
+    dacts *la = &a->layers[l];
+    const size_t n = a->n, D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
+    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, hd = (size_t)m->head_dim;
+    rv_attn_shape shape = {a->B, a->L, m->n_heads, m->n_kv_heads, m->head_dim};
+    const dproj *P = w->proj;
+    const dnet *net = a->net;
+    ddrop dr[RV_N_PROJ];
+    for (int p = 0; p < RV_N_PROJ; p++)
+        dr[p] = drop_of(g, a, l, p);
+
+    if (dcopy(c, la->x_in, x, n * D) != 0 ||
+        rv_cuda_rmsnorm(c, la->u, F32, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
+        FWD(Q, la->u, la->q) != 0 || FWD(K, la->u, la->k) != 0 || FWD(V, la->u, la->v) != 0 ||
+        rv_cuda_rope(c, la->q, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
+                     (size_t)net->rope_len, 1) != 0 ||
+        rv_cuda_rope(c, la->k, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab,
+                     net->sin_tab, (size_t)net->rope_len, 1) != 0 ||
+        rv_cuda_causal_attn_forward(c, &shape, a->d_len, la->q, la->k, la->v, F32, la->attn, F32, la->lse) != 0 ||
+        dcopy(c, la->o_in, la->attn, n * QW) != 0)
+        return -1;
+    if (ib) {   /* O = S_self + sum_j W_ij b~_ij, before o_proj */
+        const dacts *pa = &ib->pass_a->layers[l];
+        if (rv_cuda_inbatch_attn_forward(c, ib->cfg, a->d_len, ib->w, la->q, pa->k, pa->v, F32, g->sq, F32,
+                                         la->ib_lse, la->ib_den) != 0 ||
+            rv_cuda_add(c, la->o_in, F32, g->sq, F32, n * QW) != 0)
+            return -1;
+    }
+    const size_t F = (size_t)m->ffn;
+    if (FWD(O, la->o_in, g->sd) != 0 ||
+        rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0 || dcopy(c, la->x_mid, x, n * D) != 0 ||
+        rv_cuda_rmsnorm(c, la->u2, F32, x, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
+        FWD(GATE, la->u2, la->gate) != 0 || FWD(UP, la->u2, la->up) != 0 ||
+        rv_cuda_swiglu(c, la->hmid, F32, la->gate, F32, la->up, F32, n * F) != 0 ||
+        FWD(DOWN, la->hmid, g->sd) != 0 ||
+        rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0)
+        return -1;
+    return 0;
+}
+
+static int pass_forward(rv_step_gpu *g, dpass *a, const dlink *ib)
+{
+    const rv_step_decoder *m = a->net->host;
+    const size_t n = a->n, D = (size_t)m->hidden;
+    if (rv_cuda_embedding(g->c, g->x, F32, a->net->embed, g->wt, (size_t)m->vocab, D, a->d_ids, n) != 0)
+        return -1;
+    for (int l = 0; l < m->n_layers; l++)
+        if (layer_forward(g, a, l, g->x, ib) != 0)
+            return -1;
+    if (dcopy(g->c, a->x_final, g->x, n * D) != 0 ||
+        rv_cuda_rmsnorm(g->c, a->h, F32, g->x, F32, a->net->final_norm, F32, n, D, m->norm_eps, a->rstd_f) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- backward */
+/* dx: gradient at the layer output on entry, at its input on exit; dk, dv:
+ * this layer's post-RoPE K/V gradients (pass A: already holding pass B's
+ * in-batch contributions). */
+static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk, float *dv, const dlink *ib)
+{
+    rv_cuda *c = g->c;
+    const rv_step_decoder *m = a->net->host;
+    const dlayer *w = &a->net->layers[l];
+    const dacts *la = &a->layers[l];
+    const dnet *net = a->net;
+    const size_t n = a->n, D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim, F = (size_t)m->ffn;
+    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, hd = (size_t)m->head_dim;
+    const dproj *P = w->proj;
+    rv_attn_shape shape = {a->B, a->L, m->n_heads, m->n_kv_heads, m->head_dim};
+    ddrop dr[RV_N_PROJ];
+    for (int p = 0; p < RV_N_PROJ; p++)
+        dr[p] = drop_of(g, a, l, p);
+
+    if (dzero(c, g->dhf, n * F * 4) != 0 || dzero(c, g->dgate, n * F * 4) != 0 || dzero(c, g->dup, n * F * 4) != 0 ||
+        dzero(c, g->du, n * D * 4) != 0 || dzero(c, g->do_in, n * QW * 4) != 0 || dzero(c, g->dq, n * QW * 4) != 0)
+        return -1;
+    /* MLP: x_out = x_mid + down(silu(gate(u2)) * up(u2)), u2 = norm(x_mid) */
+    if (BACK(DOWN, la->hmid, dx, g->dhf) != 0 ||
+        rv_cuda_swiglu_backward(c, la->gate, la->up, F32, g->dhf, g->dgate, g->dup, F32, n * F) != 0 ||
+        BACK(GATE, la->u2, g->dgate, g->du) != 0 ||
+        BACK(UP, la->u2, g->dup, g->du) != 0 ||
+        rv_cuda_rmsnorm_backward(c, la->x_mid, F32, w->post_norm, F32, la->rstd2, g->du, dx, F32, NULL, n, D) != 0)
+        return -1;
+    /* attention: x_mid = x_in + o_proj(S_self + C) */
+    if (BACK(O, la->o_in, dx, g->do_in) != 0)
+        return -1;
+    if (ib) {
+        const dacts *pa = &ib->pass_a->layers[l];
+        if (rv_cuda_inbatch_attn_backward(c, ib->cfg, a->d_len, ib->w, la->q, pa->k, pa->v, F32, la->ib_lse,
+                                          la->ib_den, g->do_in, g->dq, ib->dk_a[l], ib->dv_a[l], F32, ib->dw) != 0)
+            return -1;
+    }
+    if (rv_cuda_causal_attn_backward(c, &shape, a->d_len, la->q, la->k, la->v, la->attn, la->lse, g->do_in, F32,
+                                     g->dq, dk, dv, F32) != 0 ||
+        rv_cuda_rope(c, g->dq, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
+                     (size_t)net->rope_len, -1) != 0 ||
+        rv_cuda_rope(c, dk, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
+                     (size_t)net->rope_len, -1) != 0 ||
+        dzero(c, g->du, n * D * 4) != 0 ||
+        BACK(Q, la->u, g->dq, g->du) != 0 || BACK(K, la->u, dk, g->du) != 0 || BACK(V, la->u, dv, g->du) != 0 ||
+        rv_cuda_rmsnorm_backward(c, la->x_in, F32, w->input_norm, F32, la->rstd1, g->du, dx, F32, NULL, n, D) != 0)
+        return -1;
+    return 0;
+}
+
+#undef FWD
+#undef BACK
+
+/* dh: gradient at the final-normed output (NULL: none, pass A without the
+ * dual loss); dk_seed/dv_seed: pass A's per-layer K/V gradients. */
+static int pass_backward(rv_step_gpu *g, dpass *a, const float *dh, float **dk_seed, float **dv_seed,
+                         const dlink *ib)
+{
+    rv_cuda *c = g->c;
+    const rv_step_decoder *m = a->net->host;
+    const size_t n = a->n, D = (size_t)m->hidden, KW = (size_t)m->n_kv_heads * m->head_dim;
+    if (dzero(c, g->dx, n * D * 4) != 0)
+        return -1;
+    if (dh && rv_cuda_rmsnorm_backward(c, a->x_final, F32, a->net->final_norm, F32, a->rstd_f, dh, g->dx, F32, NULL,
+                                       n, D) != 0)
+        return -1;
+    for (int l = m->n_layers - 1; l >= 0; l--) {
+        float *dk = g->dk0, *dv = g->dv0;
+        if (dk_seed) {
+            dk = dk_seed[l];
+            dv = dv_seed[l];
+        } else if (dzero(c, dk, n * KW * 4) != 0 || dzero(c, dv, n * KW * 4) != 0) {
+            return -1;
+        }
+        if (layer_backward(g, a, l, g->dx, dk, dv, ib) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the step */
+static int upload_view(rv_step_gpu *g, int v, const int32_t *ids, const int *len, size_t n, int B, int vocab,
+                       uint32_t *tmp, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return rv_error_set("revela step on cuda: %s token %zu: id %d outside the vocabulary (%d)", what, i,
+                                (int)ids[i], vocab);
+        tmp[i] = (uint32_t)ids[i];
+    }
+    return rv_cuda_upload(g->c, g->ids[v], tmp, n * sizeof *tmp) != 0 ||
+                   rv_cuda_upload(g->c, g->len[v], len, (size_t)B * sizeof *len) != 0
+               ? -1
+               : 0;
+}
+
+static int download_opt(rv_cuda *c, float *dst, const float *src, size_t count)
+{
+    return dst ? rv_cuda_download(c, dst, src, count * sizeof(float)) : 0;
+}
+
+extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, const rv_step_opts *opts,
+                                const rv_step_dropout *dropout, rv_step_result *result)
+{
+    if (dropout && !(dropout->p >= 0 && dropout->p < 1))
+        return rv_error_set("revela step on cuda: LoRA dropout must be in [0, 1), found %g", (double)dropout->p);
+    if (opts->recompute)
+        return rv_error_set("revela step on cuda: recompute is not supported on the device (it would give the "
+                            "same numbers; all activations are kept)");
+    rv_cuda *c = g->c;
+    const rv_step_decoder *r = g->net[0].host, *lm = g->net[1].host;
+    const int B = batch->batch, L = batch->seq_len;
+    if (B < 2 || L < 1 || (size_t)B * L > (size_t)0x7fffffff)
+        return rv_error_set("revela step on cuda: expected batch >= 2 and 1 <= batch*seq_len < 2^31, found %d x %d",
+                            B, L);
+    rv_attn_shape lm_shape = {B, L, lm->n_heads, lm->n_kv_heads, lm->head_dim};
+    rv_attn_shape r_shape = {B, L, r->n_heads, r->n_kv_heads, r->head_dim};
+    if (rv_attn_shape_check(&r_shape, batch->p_len) != 0 || rv_attn_shape_check(&r_shape, batch->q_len) != 0 ||
+        rv_attn_shape_check(&lm_shape, batch->x_len) != 0)
+        return rv_error_prefix("revela step on cuda");
+    const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)r->hidden, DL = (size_t)lm->hidden;
+    if (ensure_acts(g, B, n) != 0 || ensure_rope(g, &g->net[0], L) != 0 || ensure_rope(g, &g->net[1], L) != 0)
+        return -1;
+
+    uint32_t *tmp = (uint32_t *)malloc(n * sizeof *tmp);
+    int32_t *targets = (int32_t *)malloc(n * sizeof *targets);
+    int rc = -1;
+    if (!tmp || !targets) {
+        rv_error_set("revela step on cuda: out of host memory");
+        goto done;
+    }
+    if (upload_view(g, 0, batch->p_ids, batch->p_len, n, B, r->vocab, tmp, "passage view") != 0 ||
+        upload_view(g, 1, batch->q_ids, batch->q_len, n, B, r->vocab, tmp, "query view") != 0 ||
+        upload_view(g, 2, batch->x_ids, batch->x_len, n, B, lm->vocab, tmp, "LM view") != 0)
+        goto done;
+    {
+        size_t n_targets = rv_lm_targets(B, L, batch->x_ids, batch->x_len, targets);
+        if (n_targets == 0) {
+            rv_error_set("revela step on cuda: no target tokens (every chunk has length 1)");
+            goto done;
+        }
+        if (rv_cuda_upload(c, g->targets, targets, n * sizeof *targets) != 0)
+            goto done;
+        dpass *pp = &g->pass[0], *pq = &g->pass[1], *pa = &g->pass[2], *pb = &g->pass[3];
+        for (int i = 0; i < 4; i++) {   /* pass i = revela_step_ref.c's dropout pass number (P, Q, A, B) */
+            dpass *a = &g->pass[i];
+            a->B = B;
+            a->L = L;
+            a->n = n;
+            a->drop_p = dropout && dropout->p > 0 ? dropout->p : 0.0f;
+            a->drop_kept = a->drop_p > 0 ? 1.0f / (1.0f - a->drop_p) : 1.0f;
+            a->drop_seed = a->drop_p > 0 ? dropout->seed : 0;
+            a->drop_base = a->drop_p > 0 ? ((dropout->micro << 2) | (uint64_t)i) << 24 : 0;
+        }
+        pp->d_ids = g->ids[0];
+        pp->d_len = g->len[0];
+        pq->d_ids = g->ids[1];
+        pq->d_len = g->len[1];
+        pa->d_ids = pb->d_ids = g->ids[2];
+        pa->d_len = pb->d_len = g->len[2];
+        rv_inbatch_cfg ib_cfg;
+        memset(&ib_cfg, 0, sizeof ib_cfg);
+        ib_cfg.shape = lm_shape;
+        ib_cfg.v_norm = opts->v_norm;
+        ib_cfg.eps = opts->v_norm_eps;
+        ib_cfg.skip_zero_weights = opts->skip_zero_weights;
+        dlink ib = {&ib_cfg, g->W, pa, g->dk_a, g->dv_a, g->dW};
+
+        /* 1. retriever on both views, EOS pooling + L2; 2. S, W */
+        if (pass_forward(g, pp, NULL) != 0 || pass_forward(g, pq, NULL) != 0 ||
+            rv_cuda_eos_pool_l2(c, g->p_emb, g->p_norm, pp->h, F32, B, L, (int)DR, pp->d_len) != 0 ||
+            rv_cuda_eos_pool_l2(c, g->q_emb, g->q_norm, pq->h, F32, B, L, (int)DR, pq->d_len) != 0 ||
+            rv_cuda_inbatch_weights_forward(c, B, (int)DR, g->q_emb, g->p_emb, opts->tau, opts->similarity, g->S,
+                                            g->W) != 0)
+            goto done;
+        /* 3. LM pass A (keeps K/V), 4. pass B with in-batch attention */
+        if (pass_forward(g, pa, NULL) != 0 || pass_forward(g, pb, &ib) != 0)
+            goto done;
+        /* 5. token-mean CE of pass B (and of pass A: reported, or added under dual_loss) */
+        const float inv_t = (float)(1.0 / (double)n_targets);
+        /* with bf16 storage the final-normed rows are narrowed to the head's type first */
+        const void *ha = pa->h, *hb = pb->h;
+        if (g->wt != F32) {
+            if (rv_cuda_convert(c, g->xb, g->wt, pa->h, F32, n * DL) != 0 ||
+                rv_cuda_convert(c, g->yb, g->wt, pb->h, F32, n * DL) != 0)
+                goto done;
+            ha = g->xb;
+            hb = g->yb;
+        }
+        if (dzero(c, g->dh_a, n * DL * 4) != 0 || dzero(c, g->dh, n * DL * 4) != 0 ||
+            rv_cuda_lm_head_ce(c, n, (int)DL, lm->vocab, ha, g->net[1].lm_head, g->wt, g->targets,
+                               opts->dual_loss ? inv_t : 0.0f, g->loss + 1, opts->dual_loss ? g->dh_a : NULL, NULL,
+                               F32, 0) != 0 ||
+            rv_cuda_lm_head_ce(c, n, (int)DL, lm->vocab, hb, g->net[1].lm_head, g->wt, g->targets, inv_t, g->loss,
+                               g->dh, NULL, F32, 0) != 0)
+            goto done;
+        /* 6. pass B backward (pass-A K/V gradients, dL/dW), 7. pass A */
+        for (int l = 0; l < lm->n_layers; l++)
+            if (dzero(c, g->dk_a[l], n * (size_t)lm->n_kv_heads * lm->head_dim * 4) != 0 ||
+                dzero(c, g->dv_a[l], n * (size_t)lm->n_kv_heads * lm->head_dim * 4) != 0)
+                goto done;
+        if (dzero(c, g->dW, BB * 4) != 0 || pass_backward(g, pb, g->dh, NULL, NULL, &ib) != 0 ||
+            pass_backward(g, pa, opts->dual_loss ? g->dh_a : NULL, g->dk_a, g->dv_a, NULL) != 0)
+            goto done;
+        /* 8. W -> S -> embeddings, 9. retriever passes */
+        if (dzero(c, g->dq_emb, (size_t)B * DR * 4) != 0 || dzero(c, g->dp_emb, (size_t)B * DR * 4) != 0 ||
+            rv_cuda_inbatch_weights_backward(c, B, (int)DR, g->q_emb, g->p_emb, g->W, opts->tau, g->dW, g->dS,
+                                             g->dq_emb, g->dp_emb) != 0 ||
+            dzero(c, g->dh, n * DR * 4) != 0 ||
+            rv_cuda_eos_pool_l2_backward(c, g->p_emb, g->p_norm, g->dp_emb, g->dh, F32, B, L, (int)DR,
+                                         pp->d_len) != 0 ||
+            pass_backward(g, pp, g->dh, NULL, NULL, NULL) != 0 || dzero(c, g->dh, n * DR * 4) != 0 ||
+            rv_cuda_eos_pool_l2_backward(c, g->q_emb, g->q_norm, g->dq_emb, g->dh, F32, B, L, (int)DR,
+                                         pq->d_len) != 0 ||
+            pass_backward(g, pq, g->dh, NULL, NULL, NULL) != 0)
+            goto done;
+        double sums[2];
+        if (rv_cuda_download(c, sums, g->loss, sizeof sums) != 0)   /* waits for the step */
+            goto done;
+        result->loss_plain = sums[1] / (double)n_targets;
+        result->loss = sums[0] / (double)n_targets + (opts->dual_loss ? result->loss_plain : 0.0);
+        result->activation_bytes = g->acts.bytes;
+        result->n_targets = n_targets;
+        if (download_opt(c, result->s, g->S, BB) != 0 || download_opt(c, result->w, g->W, BB) != 0 ||
+            download_opt(c, result->dw, g->dW, BB) != 0 || download_opt(c, result->ds, g->dS, BB) != 0 ||
+            download_opt(c, result->q_emb, g->q_emb, (size_t)B * DR) != 0 ||
+            download_opt(c, result->p_emb, g->p_emb, (size_t)B * DR) != 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    free(tmp);
+    free(targets);
+    return rc;
+}

@@ -1,0 +1,34 @@
+# step-gpu.mk — the Revela training step on the CUDA backend
+# (kernels/revela_step_gpu.cu) against the CPU reference step:
+#   $(BUILD)/gpu-emu/test_step_gpu   on the CPU emulator (no nvcc needed); in `make check`
+#                                    as $(BUILD)/tests/test_step_gpu_emu (not under sanitizers,
+#                                    as test_gpu_emu in mk/cuda.mk)
+#   $(BUILD)/gpu/test_step_gpu       real CUDA (make gpu-tests; prints SKIP without a device)
+# Variables are defined here rather than taken from mk/cuda.mk, so the order
+# the fragments are read in does not matter.
+
+STEP_GPU_DEPS = tests/gpu/test_step_gpu.c tests/unit/test.h kernels/revela_step_gpu.h kernels/cuda_ops.h \
+                $(wildcard lib/*.h) $(BUILD)/librevela.a
+STEP_EMU_OBJ  = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu/kernels/%.o,$(CU_SRC))
+
+$(BUILD)/gpu-emu/test_step_gpu: $(STEP_GPU_DEPS) $(STEP_EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRV_CUDA_EMULATE -Ikernels -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(STEP_EMU_OBJ) \
+	    $(BUILD)/librevela.a $(LDLIBS) -lstdc++
+
+$(BUILD)/gpu/test_step_gpu: $(STEP_GPU_DEPS) $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ikernels -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(CU_OBJ) $(BUILD)/librevela.a $(LDLIBS) \
+	    $(CUDA_LDLIBS)
+
+gpu-emu: $(BUILD)/gpu-emu/test_step_gpu
+ifneq ($(NVCC),)
+gpu-tests: $(BUILD)/gpu/test_step_gpu
+endif
+
+ifeq ($(SAN),)
+$(BUILD)/tests/test_step_gpu_emu: $(BUILD)/gpu-emu/test_step_gpu
+	@mkdir -p $(dir $@)
+	cp $< $@
+check: $(BUILD)/tests/test_step_gpu_emu
+endif

@@ -1,0 +1,146 @@
+#!/bin/bash
+# rv-train --device cuda: the Revela step on the CUDA backend
+# (kernels/revela_step_gpu.cu) against the CPU path (lib/revela_step_ref.c)
+# on the tiny llama fixture, with the backend built on the CPU emulator
+# ($BUILD/gpu-emu/librevela-cuda.so, RV_CUDA_LIB). The device run is split
+# (--stop-after 3, then --resume) and compared with one uninterrupted CPU
+# run: every log.jsonl column but the timings (loss, pass-A loss, grad-norm
+# relative <= 1e-5 / 1e-4; lr equal; W statistics within 1e-5), both
+# adapters' tensors (max |cuda - cpu| / max |cpu| <= 1e-3 per tensor:
+# AdamW's first updates are ~lr * sign(gradient) whatever its size, so
+# rounding-level gradient differences on near-zero entries show at lr
+# scale; measured ~4e-5), the same output files, hparams.json byte for
+# byte, and checkpoint/adapter headers with the same tensor names and
+# shapes. LoRA dropout is at its default (0.1): the device draws the CPU's
+# masks. Step 4 runs on adapters the device received after an optimiser
+# step, so the curve checks the re-upload. One step with --gpu-dtype bf16:
+# recorded in hparams.json, step-1 loss within 2e-3 of the CPU's. Usage
+# errors need no backend;
+# without the emulated backend (make check-asan) the device checks print
+# SKIP. Small on purpose: the emulator takes ~7 s per micro-batch here.
+. "$(dirname "$0")/lib.sh"
+FX=$T_ROOT/tests/fixtures
+D=$T_DIR
+M=$FX/model/llama_tied
+EMU_LIB=${BUILD:-build}/gpu-emu/librevela-cuda.so
+case $EMU_LIB in /*) ;; *) EMU_LIB=$T_ROOT/$EMU_LIB ;; esac
+
+# ---------------------------------------------------------------- usage errors (no backend needed)
+t_run rv-train --help
+t_eq help_device "$(grep -c -- '--device D' "$T_OUT")" 1
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device tpu
+t_exit bad_device_exit 2
+t_stderr_has bad_device_message '--device: expected cpu or cuda, found "tpu"'
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --gpu 1
+t_exit gpu_without_cuda_exit 2
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --objective lm
+t_exit cuda_lm_refused 2
+t_stderr_has cuda_lm_message '--device cuda runs the Revela step only'
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --recompute
+t_exit cuda_recompute_refused 2
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --gpu-dtype f16
+t_exit bad_gpu_dtype_exit 2
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --gpu-dtype bf16
+t_exit gpu_dtype_without_cuda_exit 2
+
+cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity adapter_parity checkpoint_layout
+             bf16_run bf16_hparams bf16_loss"
+if [ ! -f "$EMU_LIB" ]; then
+    for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
+    exit 0
+fi
+
+rv-cat --encode chunk -o "$D/c.rvs" "$FX/bm25/adi-chunks.jsonl" && rv-bm25group -q -g 3 -o "$D/g.rvs" "$D/c.rvs" 2>/dev/null ||
+    { echo "FAIL rv-train-cuda/setup"; exit 1; }
+COMMON=(--model "$M" --groups "$D/g.rvs" --lora-rank 4 --lora-alpha 8 --grad-accum 1 --max-steps 4 --warmup 1
+        --warmup-shape linear --lr 1e-2 --max-len 12 --save-every 2 --tau 0.05 -t 2 -q)
+
+t_run rv-train "${COMMON[@]}" --out "$D/cpu"; t_exit cpu_run 0
+t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/cuda" --device cuda --stop-after 3
+t_exit cuda_split_first 0
+t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/cuda" --device cuda --resume
+t_exit cuda_resume 0
+t_eq same_files "$(ls "$D/cuda")" "$(ls "$D/cpu")"
+t_files_eq same_hparams "$D/cuda/hparams.json" "$D/cpu/hparams.json"
+
+# log.jsonl, column by column
+r=$(python3 - "$D/cuda/log.jsonl" "$D/cpu/log.jsonl" <<'EOF'
+import json, sys
+got = [json.loads(l) for l in open(sys.argv[1])]
+ref = [json.loads(l) for l in open(sys.argv[2])]
+bad, worst = [], 0.0
+if len(got) != len(ref) or len(ref) != 4:
+    bad.append("lines %d vs %d" % (len(got), len(ref)))
+for g, r in zip(got, ref):
+    if set(g) != set(r) or g["step"] != r["step"] or g["lr"] != r["lr"]:
+        bad.append("step %s: keys or lr differ" % r["step"])
+    for k, tol in (("loss", 1e-5), ("loss_plain", 1e-5), ("grad_norm", 1e-4)):
+        e = abs(g[k] - r[k]) / abs(r[k])
+        worst = max(worst, e) if k == "loss" else worst
+        if not e <= tol:
+            bad.append("step %d %s %.9g vs %.9g (rel %.3g)" % (r["step"], k, g[k], r[k], e))
+    for k in ("mean_max_w", "w_entropy"):
+        if not abs(g[k] - r[k]) <= 1e-5:
+            bad.append("step %d %s %.9g vs %.9g" % (r["step"], k, g[k], r[k]))
+print("; ".join(bad) if bad else "ok %.3g" % worst)
+EOF
+)
+case $r in ok*) t_pass log_parity; echo "INFO $T_SUITE/log_parity: worst loss rel ${r#ok }" ;; *) t_fail log_parity "$r" ;; esac
+
+# adapters tensor by tensor; checkpoint and adapter headers: same names and shapes
+r=$(python3 - "$D/cuda" "$D/cpu" <<'EOF'
+import json, struct, sys
+def load(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in hdr.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        out[k] = (v["dtype"], v["shape"], data[a:b])
+    return out
+layout, bad, worst = [], [], 0.0
+for rel in ("retriever/adapter_model.safetensors", "lm/adapter_model.safetensors", "checkpoint/state.safetensors"):
+    g, r = load(sys.argv[1] + "/" + rel), load(sys.argv[2] + "/" + rel)
+    if {k: v[:2] for k, v in g.items()} != {k: v[:2] for k, v in r.items()}:
+        layout.append(rel + ": tensor names, types or shapes differ")
+        continue
+    if rel.startswith("checkpoint"):
+        continue
+    for k in r:
+        if r[k][0] != "F32":
+            bad.append(rel + ": " + k + " is " + r[k][0])
+            continue
+        n = len(r[k][2]) // 4
+        gv, rv = struct.unpack("<%df" % n, g[k][2]), struct.unpack("<%df" % n, r[k][2])
+        den = max(max(abs(x) for x in rv), 1e-30)
+        e = max(abs(x - y) for x, y in zip(gv, rv)) / den
+        worst = max(worst, e)
+        if not e <= 1e-3:
+            bad.append("%s %s rel %.3g" % (rel, k, e))
+print("; ".join(layout) if layout else "ok")
+print("; ".join((layout + bad)[:5]) if layout or bad else "ok %.3g" % worst)
+EOF
+)
+layout=$(printf '%s\n' "$r" | sed -n 1p) values=$(printf '%s\n' "$r" | sed -n 2p)
+case $layout in ok) t_pass checkpoint_layout ;; *) t_fail checkpoint_layout "$layout" ;; esac
+case $values in
+ok*) t_pass adapter_parity; echo "INFO $T_SUITE/adapter_parity: worst tensor rel ${values#ok }" ;;
+*) t_fail adapter_parity "$values" ;;
+esac
+
+# --gpu-dtype bf16: one step; recorded in hparams.json; the loss near the CPU's (bf16 frozen products)
+t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/bf16" --device cuda --gpu-dtype bf16 --max-steps 1
+t_exit bf16_run 0
+grep -q '"gpu_weights":"bf16"}$' "$D/bf16/hparams.json"; T_RC=$?; t_exit bf16_hparams 0
+r=$(awk -v a="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/bf16/log.jsonl")" \
+        -v b="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/cpu/log.jsonl")" \
+        'BEGIN { if (a == "" || b == "") { print "missing"; exit } e = (a - b) / b; if (e < 0) e = -e
+                 printf "%s %s vs %s (rel %.3g)\n", e <= 2e-3 ? "ok" : "bad", a, b, e }')
+case $r in
+ok*) t_pass bf16_loss; echo "INFO $T_SUITE/bf16_loss: step 1 loss ${r#ok }" ;;
+*) t_fail bf16_loss "$r (limit 2e-3)" ;;
+esac
