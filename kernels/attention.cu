@@ -56,16 +56,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         att_tile_load(Vs, kp, v, qkv_t, (size_t)base + k0, kv_stride, (size_t)g * hd, ATT_KT, n_keys, hd, NULL);
         __syncthreads();
         float sc[ATT_R];
-#pragma unroll
-        for (int r = 0; r < ATT_R; r++)
-            sc[r] = 0.0f;
-        const float *kr = Ks + lane * kp;
-        for (int d = 0; d < hd; d++) {
-            float kd = kr[d];
-#pragma unroll
-            for (int r = 0; r < ATT_R; r++)
-                sc[r] += Qs[(warp * ATT_R + r) * hd + d] * kd;
-        }
+        att_rows_dot_key(sc, Qs, hd, warp, Ks + lane * kp, hd);
         const int key = k0 + lane;
         float p[ATT_R];
 #pragma unroll
@@ -82,19 +73,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             for (int c = 0; c < ATT_NC; c++)
                 acc[r][c] *= corr;
         }
-        for (int jj = 0; jj < n_keys; jj++) {
-            float vj[ATT_NC];
-#pragma unroll
-            for (int c = 0; c < ATT_NC; c++)
-                vj[c] = c * 32 + lane < hd ? Vs[jj * kp + c * 32 + lane] : 0.0f;
-#pragma unroll
-            for (int r = 0; r < ATT_R; r++) {
-                float pj = rv_shfl(p[r], jj);
-#pragma unroll
-                for (int c = 0; c < ATT_NC; c++)
-                    acc[r][c] += pj * vj[c];
-            }
-        }
+        att_rows_accumulate(acc, p, Vs, kp, n_keys, lane, hd);
     }
 #pragma unroll
     for (int r = 0; r < ATT_R; r++) {

@@ -20,7 +20,7 @@
  * -W gb/den^2 (V-norm) else 0, dA_s = f G.V_s + dn ||V_s||, D = sum_s P dA_s
  * = f gb + dn n, dS = P (dA - D) / sqrt(d); dq += dS K, dk += dS^T Q,
  * dv += (P f)^T G + (P^T dn) V / ||V||, dw += gb / den. */
-#include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_smem_ready */
+#include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_smem_ready, att_rows_dot_key, att_rows_accumulate */
 
 #include <math.h>
 
@@ -33,40 +33,6 @@ struct inbatch_dims {
     float scale, eps;
     int v_norm, skip_zero;
 };
-
-/* Scores of the warp's ATT_R query rows (Qs, row pitch hd) against key
- * `lane` of the tile (Ks, pitch hd + 1). */
-__device__ __forceinline__ void rows_dot_key(float *sc, const float *Qs, int warp, const float *key_row, int hd)
-{
-#pragma unroll
-    for (int r = 0; r < ATT_R; r++)
-        sc[r] = 0.0f;
-    for (int d = 0; d < hd; d++) {
-        float kd = key_row[d];
-#pragma unroll
-        for (int r = 0; r < ATT_R; r++)
-            sc[r] += Qs[(warp * ATT_R + r) * hd + d] * kd;
-    }
-}
-
-/* acc[r][c] += sum_jj p[r] of lane jj * Vs[jj][c*32 + lane]. */
-__device__ __forceinline__ void rows_accumulate(float (*acc)[ATT_NC], const float *p, const float *Vs, int pitch,
-                                                int n_keys, int lane, int hd)
-{
-    for (int jj = 0; jj < n_keys; jj++) {
-        float vj[ATT_NC];
-#pragma unroll
-        for (int c = 0; c < ATT_NC; c++)
-            vj[c] = c * 32 + lane < hd ? Vs[jj * pitch + c * 32 + lane] : 0.0f;
-#pragma unroll
-        for (int r = 0; r < ATT_R; r++) {
-            float pj = rv_shfl(p[r], jj);
-#pragma unroll
-            for (int c = 0; c < ATT_NC; c++)
-                acc[r][c] += pj * vj[c];
-        }
-    }
-}
 
 /* ---------------------------------------------------------------- forward */
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -119,7 +85,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             att_tile_load(Vs, kp, v, qkv_t, (size_t)j * L + k0, ldk, (size_t)g * hd, ATT_KT, n_keys, hd, vn);
             __syncthreads();
             float sc[ATT_R], p[ATT_R];
-            rows_dot_key(sc, Qs, warp, Ks + lane * kp, hd);
+            att_rows_dot_key(sc, Qs, hd, warp, Ks + lane * kp, hd);
             const bool valid = lane < n_keys;
 #pragma unroll
             for (int r = 0; r < ATT_R; r++) {
@@ -134,7 +100,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 for (int c = 0; c < ATT_NC; c++)
                     acc[r][c] *= corr;
             }
-            rows_accumulate(acc, p, Vs, kp, n_keys, lane, hd);
+            att_rows_accumulate(acc, p, Vs, kp, n_keys, lane, hd);
         }
 #pragma unroll
         for (int r = 0; r < ATT_R; r++) {
@@ -216,13 +182,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
             att_tile_load(Vs, kp, v, qkv_t, (size_t)j * L + k0, ldk, (size_t)g * hd, ATT_KT, n_keys, hd, vn);
             __syncthreads();
             float sc[ATT_R], p[ATT_R];
-            rows_dot_key(sc, Qs, warp, Ks + lane * kp, hd);
+            att_rows_dot_key(sc, Qs, hd, warp, Ks + lane * kp, hd);
 #pragma unroll
             for (int r = 0; r < ATT_R; r++) {
                 p[r] = lane < n_keys ? expf(sc[r] * dm.scale - row_lse[r]) : 0.0f;
                 nl[r] += p[r] * vn[lane];
             }
-            rows_accumulate(acc, p, Vs, kp, n_keys, lane, hd);
+            att_rows_accumulate(acc, p, Vs, kp, n_keys, lane, hd);
         }
         float f[ATT_R], dn[ATT_R], D[ATT_R];
 #pragma unroll
@@ -254,15 +220,15 @@ __global__ void __launch_bounds__(ATT_THREADS)
             att_tile_load(Vs, kp, v, qkv_t, (size_t)j * L + k0, ldk, (size_t)g * hd, ATT_KT, n_keys, hd, vn);
             __syncthreads();
             float sc[ATT_R], gv[ATT_R], ds[ATT_R];
-            rows_dot_key(sc, Qs, warp, Ks + lane * kp, hd);
-            rows_dot_key(gv, Gs, warp, Vs + lane * kp, hd);
+            att_rows_dot_key(sc, Qs, hd, warp, Ks + lane * kp, hd);
+            att_rows_dot_key(gv, Gs, hd, warp, Vs + lane * kp, hd);
 #pragma unroll
             for (int r = 0; r < ATT_R; r++) {
                 float p = lane < n_keys ? expf(sc[r] * dm.scale - row_lse[r]) : 0.0f;
                 float da = f[r] * gv[r] + dn[r] * vn[lane];
                 ds[r] = p * (da - D[r]) * dm.scale;
             }
-            rows_accumulate(dqa, ds, Ks, kp, n_keys, lane, hd);
+            att_rows_accumulate(dqa, ds, Ks, kp, n_keys, lane, hd);
         }
     }
     if (!dq)
