@@ -208,10 +208,12 @@ for t in tests/gpu/*.sh; do
     run_stage "gpu-$name" 120 "$OUT/tool-$name.log" env BIN=bin BUILD=build RV_CUDA_LIB= bash "$t"
     cat "$OUT/tool-$name.log" >>"$OUT/tools.log"
     p=$(grep -c '^PASS ' "$OUT/tool-$name.log"); f=$(grep -c '^FAIL ' "$OUT/tool-$name.log")
+    sk=$(grep -c '^SKIP ' "$OUT/tool-$name.log")
     if [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$p" -gt 0 ]; then st=ok
     elif [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT
+    elif [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$sk" -gt 0 ]; then st=SKIP   # e.g. no device, no torch
     else st=FAIL; fi
-    record "gpu-$name" "$st" $(($(date +%s) - t0)) "$p passed, $f failed (rc $RC)"
+    record "gpu-$name" "$st" $(($(date +%s) - t0)) "$p passed, $f failed, $sk skipped (rc $RC)"
 done
 
 # ---------------------------------------------------------------- benchmark
@@ -263,8 +265,8 @@ done
         grep -q '^FAIL ' "$OUT/parity.log" || echo "(none)"
     fi
     if [ -s "$OUT/tools.log" ]; then
-        echo "--- tools on the GPU (FAIL and INFO lines):"
-        grep -E '^(FAIL|INFO) ' "$OUT/tools.log" | head -40 | cut -c1-200
+        echo "--- tools on the GPU (FAIL, SKIP and INFO lines):"
+        grep -E '^(FAIL|SKIP|INFO) ' "$OUT/tools.log" | head -40 | cut -c1-200
     fi
     if [ -s /tmp/rv-gpu-bench/table.txt ]; then
         echo "--- benchmark ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); medians of 5):"
