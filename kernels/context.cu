@@ -22,6 +22,18 @@ extern "C" int rv_cuda_device_count(const char **why)
     return n;
 }
 
+extern "C" int rv_cuda_check_device(int device)
+{
+    const char *why = "";
+    int n = rv_cuda_device_count(&why);
+    if (n == 0)
+        return rv_error_set("no CUDA device: %s", why);
+    if (device < 0 || device >= n)
+        return rv_error_set("CUDA device %d does not exist (%d device%s: 0..%d)", device, n, n == 1 ? "" : "s",
+                            n - 1);
+    return 0;
+}
+
 extern "C" const char *rv_cuda_device_name(const rv_cuda *c) { return c->name; }
 
 static int open_context(rv_cuda *c, int device)

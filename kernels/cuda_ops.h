@@ -43,6 +43,11 @@ typedef struct rv_cuda rv_cuda;
  * CUDA's reason for 0 devices ("" otherwise). */
 int rv_cuda_device_count(const char **why);
 
+/* 0 when `device` is the index of a present device; else -1 with "no CUDA
+ * device: <CUDA's reason>" or "CUDA device N does not exist (M devices:
+ * 0..M-1)", the messages every tool prints. */
+int rv_cuda_check_device(int device);
+
 /* Opens device `device` (0-based): stream, cuBLASLt handle and a 32 MiB
  * matmul workspace. NULL with an error on failure. */
 rv_cuda *rv_cuda_open(int device);

@@ -148,17 +148,8 @@ extern "C" rv_encode_gpu *rv_encode_gpu_open(const rv_model *m, int device, rv_w
                      cfg->head_dim);
         return NULL;
     }
-    const char *why = "";
-    int n_dev = rv_cuda_device_count(&why);
-    if (n_dev == 0) {
-        rv_error_set("no CUDA device: %s", why);
+    if (rv_cuda_check_device(device) != 0)
         return NULL;
-    }
-    if (device < 0 || device >= n_dev) {
-        rv_error_set("CUDA device %d does not exist (%d device%s: 0..%d)", device, n_dev, n_dev == 1 ? "" : "s",
-                     n_dev - 1);
-        return NULL;
-    }
     rv_encode_gpu *g = (rv_encode_gpu *)calloc(1, sizeof *g);
     if (!g) {
         rv_error_set("out of host memory");

@@ -392,17 +392,8 @@ extern "C" rv_step_gpu *rv_step_gpu_open(const rv_step_decoder *retriever, const
         rv_error_prefix("revela step on cuda");
         return NULL;
     }
-    const char *why = "";
-    int n_dev = rv_cuda_device_count(&why);
-    if (n_dev == 0) {
-        rv_error_set("no CUDA device: %s", why);
+    if (rv_cuda_check_device(device) != 0)
         return NULL;
-    }
-    if (device < 0 || device >= n_dev) {
-        rv_error_set("CUDA device %d does not exist (%d device%s: 0..%d)", device, n_dev, n_dev == 1 ? "" : "s",
-                     n_dev - 1);
-        return NULL;
-    }
     rv_step_gpu *g = (rv_step_gpu *)calloc(1, sizeof *g);
     if (!g) {
         rv_error_set("out of host memory");

@@ -266,10 +266,8 @@ extern "C" const char *rv_search_gpu_describe(const rv_search_gpu *g) { return g
 
 static int open_gpu(rv_search_gpu *g, int device, const rv_search_gpu_params *p)
 {
-    const char *why = "";
-    int n_dev = rv_cuda_device_count(&why);
-    if (device < 0 || device >= n_dev)
-        return rv_error_set("no CUDA device %d (%d found%s%s)", device, n_dev, *why ? ": " : "", why);
+    if (rv_cuda_check_device(device) != 0)
+        return -1;
     if (!(g->cu = rv_cuda_open(device)))
         return -1;
     g->cb = p && p->corpus_block ? p->corpus_block : DEFAULT_CORPUS_BLOCK;
