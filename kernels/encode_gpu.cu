@@ -8,7 +8,7 @@
 extern "C" {
 #include "encode_gpu.h"
 #include "forward.h"
-#include "ops.h"   /* rv_weight_rows_f32, rv_rope_tables, rv_op_l2_normalize */
+#include "ops.h"   /* rv_weight_rows_f32, rv_rope_tables */
 }
 
 #include <stdlib.h>
@@ -40,7 +40,6 @@ struct rv_encode_gpu {
     /* host staging */
     uint32_t *h_pos, *h_rows;
     int *h_seq_off;
-    float *h_hid;
     double flops;
 };
 
@@ -219,10 +218,8 @@ static void free_activations(rv_encode_gpu *g)
     free(g->h_pos);
     free(g->h_rows);
     free(g->h_seq_off);
-    free(g->h_hid);
     g->h_pos = g->h_rows = NULL;
     g->h_seq_off = NULL;
-    g->h_hid = NULL;
     g->cap_tok = g->cap_seq = 0;
 }
 
@@ -284,8 +281,7 @@ static int reserve(rv_encode_gpu *g, size_t tok, size_t seq, size_t out_rows)
     g->h_pos = (uint32_t *)malloc(tok * sizeof *g->h_pos);
     g->h_rows = (uint32_t *)malloc(seq * sizeof *g->h_rows);
     g->h_seq_off = (int *)malloc((seq + 1) * sizeof *g->h_seq_off);
-    g->h_hid = (float *)malloc(hid_rows * d * sizeof(float));
-    if (!g->h_pos || !g->h_rows || !g->h_seq_off || !g->h_hid) {
+    if (!g->h_pos || !g->h_rows || !g->h_seq_off) {
         free_activations(g);
         return rv_error_set("out of host memory for a %zu-token batch", tok);
     }
@@ -415,109 +411,30 @@ static int forward(rv_encode_gpu *g, const uint32_t *ids, const size_t *seq_off,
 
 /* ---------------------------------------------------------------- batching (forward_encode.c's) */
 
-typedef struct {
-    size_t len, index;
-} seq_len;
-
-static int by_length_desc(const void *a, const void *b)
+/* rv_encode_forward_fn over forward() (the batch's FLOPs counted here). */
+static int forward_batch(void *self, const uint32_t *ids, const size_t *seq_off, size_t n_seqs, const size_t *rows,
+                         size_t n_rows, float *hidden, double *flops)
 {
-    const seq_len *x = (const seq_len *)a, *y = (const seq_len *)b;
-    if (x->len != y->len)
-        return x->len > y->len ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;   /* input order among equal lengths */
+    rv_encode_gpu *g = (rv_encode_gpu *)self;
+    g->flops = 0;
+    if (forward(g, ids, seq_off, n_seqs, rows, n_rows, hidden) < 0)
+        return -1;
+    if (flops)
+        *flops += g->flops;
+    return 0;
 }
 
+static int reserve_batch(void *self, size_t tokens, size_t seqs, size_t hidden_rows)
+{
+    return reserve((rv_encode_gpu *)self, tokens, seqs, hidden_rows);
+}
+
+/* The CPU path's batching, pooling and normalisation (forward_encode.c)
+ * around the device forward pass. */
 extern "C" int rv_encode_gpu_sequences(rv_encode_gpu *g, const uint32_t *ids, const size_t *off, size_t n,
                                        const rv_encode_params *p, float *out, void (*progress)(void *, size_t),
                                        void *ctx, double *flops)
 {
-    if (n == 0)
-        return 0;
-    size_t D = g->m->cfg.hidden_size;
-    seq_len *sl = (seq_len *)malloc(n * sizeof *sl);
-    size_t *order = (size_t *)malloc(n * sizeof *order);
-    if (!sl || !order) {
-        free(sl);
-        free(order);
-        return rv_error_set("out of host memory");
-    }
-    for (size_t i = 0; i < n; i++) {
-        sl[i].len = off[i + 1] - off[i];
-        sl[i].index = i;
-        if (sl[i].len == 0) {
-            free(sl);
-            free(order);
-            return rv_error_set("encode: sequence %zu is empty", i);
-        }
-    }
-    qsort(sl, n, sizeof *sl, by_length_desc);
-    for (size_t i = 0; i < n; i++)
-        order[i] = sl[i].index;
-    free(sl);
-    size_t longest = off[order[0] + 1] - off[order[0]];
-    size_t cap_tokens = p->batch_tokens > longest ? p->batch_tokens : longest;
-    size_t cap_seqs = p->batch_size ? p->batch_size : n;
-    if (cap_seqs > cap_tokens)
-        cap_seqs = cap_tokens;   /* every sequence holds at least one token */
-    size_t out_rows = p->pooling == RV_POOL_MEAN ? cap_tokens : cap_seqs;
-    uint32_t *bids = (uint32_t *)malloc(cap_tokens * sizeof *bids);
-    size_t *boff = (size_t *)malloc((cap_seqs + 1) * sizeof *boff), *rows = (size_t *)malloc(cap_seqs * sizeof *rows);
-    int rc = -1;
-    size_t done = 0;
-    if (!bids || !boff || !rows) {
-        rv_error_set("out of host memory");
-        goto out;
-    }
-    /* the device buffers for a full batch, at once: a batch too large for
-     * the device fails here, before any work, with the size it asked for */
-    if (reserve(g, cap_tokens, cap_seqs, out_rows) < 0)
-        goto out;
-    while (done < n) {
-        size_t k = 0, tok = 0;
-        boff[0] = 0;
-        while (done + k < n && k < cap_seqs) {
-            size_t s = order[done + k], len = off[s + 1] - off[s];
-            if (k && tok + len > cap_tokens)
-                break;
-            memcpy(bids + tok, ids + off[s], len * sizeof *bids);
-            tok += len;
-            boff[++k] = tok;
-            rows[k - 1] = tok - 1;
-        }
-        g->flops = 0;
-        if (p->pooling == RV_POOL_EOS) {
-            if (forward(g, bids, boff, k, rows, k, g->h_hid) < 0)
-                goto out;
-            for (size_t i = 0; i < k; i++)
-                memcpy(out + order[done + i] * D, g->h_hid + i * D, D * sizeof(float));
-        } else {
-            if (forward(g, bids, boff, k, NULL, 0, g->h_hid) < 0)
-                goto out;
-            const float *hid = g->h_hid;
-            for (size_t i = 0; i < k; i++) {
-                float *o = out + order[done + i] * D;
-                memset(o, 0, D * sizeof(float));
-                for (size_t t = boff[i]; t < boff[i + 1]; t++)
-                    for (size_t j = 0; j < D; j++)
-                        o[j] += hid[t * D + j];
-                float inv = 1.0f / (float)(boff[i + 1] - boff[i]);
-                for (size_t j = 0; j < D; j++)
-                    o[j] *= inv;
-            }
-        }
-        if (flops)
-            *flops += g->flops;
-        done += k;
-        if (progress)
-            progress(ctx, done);
-    }
-    if (p->normalize)
-        rv_op_l2_normalize(out, n, D);
-    rc = 0;
-out:
-    free(order);
-    free(bids);
-    free(boff);
-    free(rows);
-    return rc;
+    return rv_encode_sequences_with(forward_batch, reserve_batch, g, g->m->cfg.hidden_size, ids, off, n, p, out,
+                                    progress, ctx, flops);
 }

@@ -64,9 +64,9 @@ static int by_length_desc(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;   /* input order among equal lengths */
 }
 
-int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size_t *off, size_t n,
-                        const rv_encode_params *p, float *out, void (*progress)(void *, size_t), void *ctx,
-                        double *flops)
+int rv_encode_sequences_with(rv_encode_forward_fn *forward, rv_encode_reserve_fn *reserve, void *self, size_t D,
+                             const uint32_t *ids, const size_t *off, size_t n, const rv_encode_params *p, float *out,
+                             void (*progress)(void *, size_t), void *ctx, double *flops)
 {
     if (n == 0)
         return 0;
@@ -93,6 +93,8 @@ int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size
     size_t longest = off[order[0] + 1] - off[order[0]];
     size_t cap_tokens = p->batch_tokens > longest ? p->batch_tokens : longest;
     size_t cap_seqs = p->batch_size ? p->batch_size : n;
+    if (cap_seqs > cap_tokens)
+        cap_seqs = cap_tokens;   /* every sequence holds at least one token */
     uint32_t *bids = rv_malloc(cap_tokens * sizeof *bids);
     size_t *boff = rv_malloc((cap_seqs + 1) * sizeof *boff), *rows = rv_malloc(cap_seqs * sizeof *rows);
     float *hid = NULL;
@@ -103,7 +105,7 @@ int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size
             hid = rv_malloc(bytes);
     }
     int rc = -1;
-    if (!bids || !boff || !rows || !hid)
+    if (!bids || !boff || !rows || !hid || (reserve && reserve(self, cap_tokens, cap_seqs, hid_rows) < 0))
         goto out;
     size_t done = 0;
     while (done < n) {
@@ -119,12 +121,12 @@ int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size
             rows[k - 1] = tok - 1;
         }
         if (p->pooling == RV_POOL_EOS) {
-            if (rv_forward_run(f, bids, boff, k, rows, k, hid, NULL) < 0)
+            if (forward(self, bids, boff, k, rows, k, hid, flops) < 0)
                 goto out;
             for (size_t i = 0; i < k; i++)
                 memcpy(out + order[done + i] * D, hid + i * D, D * sizeof(float));
         } else {
-            if (rv_forward_run(f, bids, boff, k, NULL, 0, hid, NULL) < 0)
+            if (forward(self, bids, boff, k, NULL, 0, hid, flops) < 0)
                 goto out;
             for (size_t i = 0; i < k; i++) {
                 float *o = out + order[done + i] * D;
@@ -137,8 +139,6 @@ int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size
                     o[j] *= inv;
             }
         }
-        if (flops)
-            *flops += rv_forward_last_flops(f);
         done += k;
         if (progress)
             progress(ctx, done);
@@ -149,4 +149,22 @@ int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size
 out:
     free(order); free(bids); free(boff); free(rows); free(hid);
     return rc;
+}
+
+static int cpu_forward(void *self, const uint32_t *ids, const size_t *seq_off, size_t n_seqs, const size_t *rows,
+                       size_t n_rows, float *hidden, double *flops)
+{
+    rv_forward *f = self;
+    if (rv_forward_run(f, ids, seq_off, n_seqs, rows, n_rows, hidden, NULL) < 0)
+        return -1;
+    if (flops)
+        *flops += rv_forward_last_flops(f);
+    return 0;
+}
+
+int rv_encode_sequences(rv_forward *f, size_t D, const uint32_t *ids, const size_t *off, size_t n,
+                        const rv_encode_params *p, float *out, void (*progress)(void *, size_t), void *ctx,
+                        double *flops)
+{
+    return rv_encode_sequences_with(cpu_forward, NULL, f, D, ids, off, n, p, out, progress, ctx, flops);
 }

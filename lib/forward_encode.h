@@ -40,4 +40,19 @@ int rv_encode_sequences(rv_forward *f, size_t hidden_size, const uint32_t *ids, 
                         const rv_encode_params *p, float *out, void (*progress)(void *ctx, size_t done), void *ctx,
                         double *flops);
 
+/* The same batching, pooling and normalisation around another forward pass
+ * (the CUDA backend's). `forward` has rv_forward_run's contract (forward.h):
+ * n_seqs packed sequences, the final-norm hidden states of `rows` (n_rows of
+ * them) or of every token when rows is NULL, into `hidden` (host f32); it
+ * adds its FLOPs to *flops. `reserve`, when not NULL, is called once before
+ * the first batch with the largest batch's tokens, sequences and hidden rows
+ * (a device allocates there, so a batch too large fails before any work). */
+typedef int rv_encode_forward_fn(void *self, const uint32_t *ids, const size_t *seq_off, size_t n_seqs,
+                                 const size_t *rows, size_t n_rows, float *hidden, double *flops);
+typedef int rv_encode_reserve_fn(void *self, size_t tokens, size_t seqs, size_t hidden_rows);
+int rv_encode_sequences_with(rv_encode_forward_fn *forward, rv_encode_reserve_fn *reserve, void *self,
+                             size_t hidden_size, const uint32_t *ids, const size_t *off, size_t n,
+                             const rv_encode_params *p, float *out, void (*progress)(void *ctx, size_t done),
+                             void *ctx, double *flops);
+
 #endif
