@@ -12,27 +12,13 @@
  * (one block, double), so the loss does not depend on the chunking.
  * Rows are not compacted: ignored rows (padding) still cost their share of
  * the GEMMs, which keeps the targets on the device (no host round trip). */
-#include "cuda_common.cuh"   /* rv_cuda, rv_ld/rv_st, rv_block_sum, RV_LAUNCH, rv_cuda_scratch */
+#include "cuda_common.cuh"   /* rv_cuda, rv_ld/rv_st, rv_block_sum, rv_block_max, RV_LAUNCH, rv_cuda_scratch */
 
 #include <math.h>
 
 #define CE_THREADS 256
 #define CE_LOGITS_BYTES ((size_t)256 << 20)   /* default chunk: logits + gradient block within 256 MiB */
 #define CE_ALIGN 256                          /* scratch regions start 256-byte aligned (cuBLASLt) */
-
-__device__ __forceinline__ float ce_block_max(float v, float *red)
-{
-    v = rv_warp_max(v);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    __syncthreads();   /* red may still be read from an earlier call */
-    if (lane == 0)
-        red[warp] = v;
-    __syncthreads();
-    float m = -INFINITY;
-    for (int i = 0; i < n_warps; i++)
-        m = fmaxf(m, red[i]);
-    return m;
-}
 
 /* Row i of the chunk (row r0 + i overall). The logits row is only read;
  * the gradient goes to dlog (NULL: loss only). */
@@ -56,7 +42,7 @@ __global__ void __launch_bounds__(CE_THREADS)
     float m = -INFINITY;
     for (int cc = threadIdx.x; cc < vocab; cc += blockDim.x)
         m = fmaxf(m, z[cc]);
-    m = ce_block_max(m, red);
+    m = rv_block_max(m, red);
     float s = 0.0f;
     for (int cc = threadIdx.x; cc < vocab; cc += blockDim.x)
         s += expf(z[cc] - m);

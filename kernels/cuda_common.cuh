@@ -4,6 +4,7 @@
  *                                                  that also compile for the CPU emulator
  *   rv_ld, rv_st                                   element load/store for f32, bf16, f16 storage
  *   rv_warp_sum, rv_warp_max, rv_shfl              warp-wide reductions and broadcast
+ *   rv_block_sum, rv_block_max                     block-wide reductions
  *   struct rv_cuda                                 the context (stream, cuBLASLt, scratch)
  *   rv_cuda_scratch                                grow-on-demand device scratch
  * With RV_CUDA_EMULATE defined, kernels/dev/cuda_emu.h stands in for the CUDA
@@ -138,6 +139,21 @@ __device__ __forceinline__ float rv_block_sum(float v, float *red)
     for (int i = 0; i < n_warps; i++)
         total += red[i];
     return total;
+}
+
+/* Maximum over the block, as rv_block_sum. */
+__device__ __forceinline__ float rv_block_max(float v, float *red)
+{
+    v = rv_warp_max(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    __syncthreads();   /* red may still be read from an earlier call */
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    float m = -INFINITY;
+    for (int i = 0; i < n_warps; i++)
+        m = fmaxf(m, red[i]);
+    return m;
 }
 
 /* ---------------------------------------------------------------- context */

@@ -266,28 +266,15 @@ static const void *upload_frozen(rv_step_gpu *g, const float *host, size_t count
     return d;
 }
 
-/* The shape checks of revela_step_ref.c's check_decoder, plus the kernels'
- * head_dim limit. */
+/* The CPU step's checks (rv_step_decoder_check) plus the kernels' head_dim
+ * limit. */
 static int check_decoder(const rv_step_decoder *m, const char *who, int need_head)
 {
-    if (m->vocab <= 0 || m->hidden <= 0 || m->n_layers <= 0 || m->n_heads <= 0 || m->n_kv_heads <= 0 ||
-        m->head_dim <= 0 || m->head_dim % 2 != 0 || m->ffn <= 0 || m->n_heads % m->n_kv_heads != 0)
-        return rv_error_set("%s: expected positive sizes, an even head_dim and heads a multiple of kv heads", who);
+    if (rv_step_decoder_check(m, who, need_head) != 0)
+        return -1;
     if (m->head_dim > 128)
         return rv_error_set("%s: head_dim %d is not supported on cuda (the attention kernels take <= 128)", who,
                             m->head_dim);
-    if (need_head && !m->lm_head)
-        return rv_error_set("%s: the LM needs an lm_head (the embedding when tied)", who);
-    const int D = m->hidden, QW = m->n_heads * m->head_dim, KW = m->n_kv_heads * m->head_dim, F = m->ffn;
-    const int want_in[RV_N_PROJ] = {D, D, D, QW, D, D, F}, want_out[RV_N_PROJ] = {QW, KW, KW, D, F, F, D};
-    for (int l = 0; l < m->n_layers; l++)
-        for (int p = 0; p < RV_N_PROJ; p++) {
-            const rv_lora_linear *pl = &m->layers[l].proj[p];
-            if (pl->in != want_in[p] || pl->out != want_out[p] || pl->rank < 0 || !pl->weight ||
-                (pl->rank > 0 && (!pl->lora_a || !pl->lora_b)))
-                return rv_error_set("%s: layers.%d.%s: expected %dx%d with weights, found %dx%d rank %d", who, l,
-                                    rv_proj_names[p], want_out[p], want_in[p], pl->out, pl->in, pl->rank);
-        }
     return 0;
 }
 

@@ -95,7 +95,7 @@ typedef struct {
     float *dw;
 } inbatch_link;
 
-static int check_decoder(const rv_step_decoder *m, const char *who, int need_head)
+int rv_step_decoder_check(const rv_step_decoder *m, const char *who, int need_head)
 {
     if (m->vocab <= 0 || m->hidden <= 0 || m->n_layers <= 0 || m->n_heads <= 0 || m->n_kv_heads <= 0 ||
         m->head_dim <= 0 || m->head_dim % 2 != 0 || m->ffn <= 0 || m->n_heads % m->n_kv_heads != 0)
@@ -449,7 +449,7 @@ int rv_revela_step_ref_dropout(const rv_step_decoder *retriever, const rv_step_d
     if (dropout && !(dropout->p >= 0 && dropout->p < 1))
         return rv_error_set("revela step: LoRA dropout must be in [0, 1), found %g", (double)dropout->p);
     const int B = batch->batch, L = batch->seq_len;
-    if (check_decoder(retriever, "retriever", 0) != 0 || check_decoder(lm, "lm", 1) != 0 ||
+    if (rv_step_decoder_check(retriever, "retriever", 0) != 0 || rv_step_decoder_check(lm, "lm", 1) != 0 ||
         check_grads(retriever, retriever_grads, "retriever") != 0 || check_grads(lm, lm_grads, "lm") != 0)
         return -1;
     if (B < 2 || L < 1 || (size_t)B * L > (size_t)INT_MAX)
@@ -588,7 +588,7 @@ int rv_lm_step(const rv_step_decoder *lm, const rv_step_batch *batch, const rv_s
 {
     if (dropout && !(dropout->p >= 0 && dropout->p < 1))
         return rv_error_set("lm step: LoRA dropout must be in [0, 1), found %g", (double)dropout->p);
-    if (check_decoder(lm, "lm", 1) != 0 || check_grads(lm, lm_grads, "lm") != 0)
+    if (rv_step_decoder_check(lm, "lm", 1) != 0 || check_grads(lm, lm_grads, "lm") != 0)
         return -1;
     const int B = batch->batch, L = batch->seq_len;
     if (B < 1 || L < 1 || (size_t)B * L > (size_t)INT_MAX)

@@ -49,6 +49,11 @@ typedef struct {
     const float *lm_head;          /* [vocab, hidden] (== embed when tied); NULL for a retriever body */
 } rv_step_decoder;
 
+/* Checks a decoder's sizes and that every projection has the shape the
+ * config implies (and weights; LoRA A/B when rank > 0); need_head: the LM
+ * must have an lm_head. 0, or -1 with an error naming `who`. */
+int rv_step_decoder_check(const rv_step_decoder *m, const char *who, int need_head);
+
 /* Gradients of one layer's adapters, same shapes as lora_a / lora_b;
  * accumulated into (zero them before the first micro-batch). The base
  * weight, bias and norm gradients are for full-parameter training
