@@ -49,7 +49,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-.PHONY: bench-build all check check-asan check-ref check-learn check-run fuzz fuzz-build bench demo experiment install deps clean probe cuda
+.PHONY: bench-build bench-gpu all check check-asan check-ref check-learn check-run fuzz fuzz-build bench demo experiment install deps clean probe cuda
 
 all: probe $(TOOLS) $(CU_OBJ) $(CUDA_BACKEND)
 
@@ -122,6 +122,17 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/librevela.a $(COMMON_OBJ)
 bench-build: all $(BENCH_BINS)
 bench: bench-build
 	@bench/run.sh
+
+# Issue 8's GPU figures (bench/gpu.sh --all: training step vs the PyTorch peer,
+# MFU, in-batch attention memory, encode tok/s, kernels): one table last.
+# SKIP (exit 0) without nvcc or without a CUDA device.
+ifneq ($(NVCC),)
+bench-gpu: all gpu-tests
+	@BUILD=$(BUILD) BIN=$(BIN) GPU_BENCH_NO_BUILD=1 bench/gpu.sh --all
+else
+bench-gpu:
+	@echo "SKIP make bench-gpu (nvcc not found)"
+endif
 
 demo: all
 	@$(MAKE) --no-print-directory -f demo/Makefile

@@ -11,17 +11,27 @@ same session as build/gpu/bench_gpu, on the inputs it wrote to DIR:
         against our forward output and dq, dk, dv, dW (rel <= 1e-4);
       - speed: the same code in bf16, forward and forward+backward.
   * matrix products: torch.matmul / F.linear in the shapes bench_gpu timed.
+  * in-batch attention memory (DIR/mem_ours.txt, from bench_gpu; with
+    --mem-only that is all DIR holds): at each B bench_gpu measured, the
+    reference's own inbatch_attention (scripts/revela_torch.py: the original
+    code's [B,B,H,L,L] logits, fp32 softmax, bf16 probabilities) forward and
+    backward in bf16 on fresh inputs (q [B,H,L,d], K/V cache [B,Hkv,L,d], key
+    padding bias, W; all requiring gradients as in the step): peak of
+    torch.cuda.max_memory_allocated over the allocated bytes before the
+    inputs. OOM is recorded as such. Written to DIR/mem.txt as key/value
+    lines (inbatch_mem_bB_ours_mib, _ref_mib, _io_mib, _tensor_mib: one
+    [B,B,H,L,L] bf16 tensor) and printed as INFO lines and table rows.
 
 Prints PASS/FAIL lines for the checks and a table (ours, torch, ratio),
 which it also writes to DIR/table.txt. Timings are medians of 5
 repetitions, CUDA events around several calls after a warm-up.
-Usage: gpu_ref.py DIR"""
+Usage: gpu_ref.py DIR [--mem-device cuda|cpu]   (cpu: dry runs without a
+GPU run the reference's code on the CPU; its memory is then n/a)"""
 import json
 import math
+import os
 import statistics
 import sys
-
-import numpy as np
 
 TOL = 1e-4   # fp32 vs fp32, different summation order; a real bug is ~1e-1
 
@@ -68,6 +78,7 @@ def time_ms(fn, reps=5, calls=3):
 
 
 def load(d, name, shape, dtype="<f4"):
+    import numpy as np   # here: the memory-only path needs no numpy
     return torch.from_numpy(np.fromfile(f"{d}/{name}", dtype=dtype).reshape(shape).copy())
 
 
@@ -116,11 +127,104 @@ def check_and_time_inbatch(d, B, L, H, Hkv, hd, eps, peer):
     return 0 if ok else 1
 
 
+def ref_inbatch_mem(B, L, H, Hkv, hd, dev):
+    """Peak bytes of the reference's in-batch attention, forward + backward
+    (bf16), counted from before its inputs exist; None where torch cannot
+    measure it (CPU)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+    import revela_torch as rt
+
+    def repeat_kv(x, n_rep):   # transformers' repeat_kv: [B, Hkv, L, d] -> [B, Hkv * n_rep, L, d]
+        b, hk, l, dd = x.shape
+        return x if n_rep == 1 else x[:, :, None].expand(b, hk, n_rep, l, dd).reshape(b, hk * n_rep, l, dd)
+
+    cuda = dev == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    g = torch.Generator(device=dev).manual_seed(B)
+    bf = torch.bfloat16
+    q = torch.randn(B, H, L, hd, device=dev, dtype=bf, generator=g).requires_grad_()
+    k = torch.randn(B, Hkv, L, hd, device=dev, dtype=bf, generator=g).requires_grad_()
+    v = torch.randn(B, Hkv, L, hd, device=dev, dtype=bf, generator=g).requires_grad_()
+    lengths = L - torch.randint(0, L // 4 + 1, (B,), device=dev, generator=g)
+    real = torch.arange(L, device=dev)[None, :] < lengths[:, None]
+    key_bias = torch.zeros(B, L, device=dev, dtype=bf).masked_fill(~real, torch.finfo(bf).min)
+    z = torch.randn(B, B, device=dev, generator=g).masked_fill(torch.eye(B, dtype=torch.bool, device=dev),
+                                                                 float("-inf"))
+    W = torch.softmax(z / 0.1, dim=-1).to(bf).requires_grad_()
+    dout = torch.randn(B, H, L, hd, device=dev, dtype=bf, generator=g)
+    out = rt.inbatch_attention(q, k, v, key_bias, W, True, H // Hkv, repeat_kv)
+    out.backward(dout)
+    if not cuda:
+        return None
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    del q, k, v, key_bias, W, dout, out, z
+    torch.cuda.empty_cache()
+    return peak
+
+
+def inbatch_memory(d, dev):
+    """Reads DIR/mem_ours.txt, measures the reference at the same shapes;
+    returns (table rows, failures) and writes DIR/mem.txt."""
+    rows, kv, failed = [], [], 0
+    for line in open(f"{d}/mem_ours.txt"):
+        B, L, H, Hkv, hd, measured, io = (int(x) for x in line.split())
+        mib = lambda x: x / 2**20
+        ours = mib(measured) if measured >= 0 else None
+        tensor = mib(B * B * H * L * L * 2)
+        ref, note = None, ""
+        if not HAVE_TORCH_ANY:
+            note = f"reference not run: {WHY_NO_TORCH}"
+        elif dev == "cuda" and not HAVE_TORCH:
+            note = f"reference not run: {WHY_NO_TORCH}"
+        else:
+            try:
+                r = ref_inbatch_mem(B, L, H, Hkv, hd, dev)
+                ref = mib(r) if r is not None else None
+                note = "" if r is not None else f"reference ran on {dev}: memory not measurable there"
+            except Exception as e:   # torch.cuda.OutOfMemoryError among them
+                if "out of memory" in str(e).lower():
+                    ref, note = "OOM", f"reference out of memory: {str(e).splitlines()[0][:160]}"
+                else:
+                    failed += 1
+                    note = f"reference failed: {e!r}"[:300]
+                    print(f"FAIL gpu-ref/inbatch_mem_b{B} ({note})")
+                if dev == "cuda":
+                    torch.cuda.empty_cache()
+        fmt = lambda x: "n/a" if x is None else x if isinstance(x, str) else f"{x:.1f}"
+        ratio = f"{ref / ours:.1f}" if isinstance(ref, float) and ours else "n/a"
+        print(f"INFO inbatch-mem B={B} L={L} H={H}/{Hkv} d={hd}: ours {fmt(ours)} MiB, reference {fmt(ref)} MiB, "
+              f"reference/ours {ratio} (inputs+outputs+gradients {mib(io):.1f} MiB; one [B,B,H,L,L] bf16 tensor "
+              f"{tensor:.1f} MiB){'; ' + note if note else ''}")
+        kv += [(f"inbatch_mem_b{B}_ours_mib", fmt(ours)), (f"inbatch_mem_b{B}_ref_mib", fmt(ref)),
+               (f"inbatch_mem_b{B}_io_mib", f"{mib(io):.1f}"), (f"inbatch_mem_b{B}_tensor_mib", f"{tensor:.1f}")]
+        rows.append((f"inbatch peak MiB B{B} L{L} H{H}/{Hkv}", ours, ref if isinstance(ref, float) else None,
+                     "reference inbatch_attention bf16 fwd+bwd" + (" (OOM)" if ref == "OOM" else "")))
+    with open(f"{d}/mem.txt", "w") as f:
+        for k, v in kv:
+            f.write(f"{k} {v}\n")
+    return rows, failed
+
+
 def main():
-    if len(sys.argv) != 2:
-        print("usage: gpu_ref.py DIR", file=sys.stderr)
+    args = sys.argv[1:]
+    dev = "cuda"
+    if len(args) == 3 and args[1] == "--mem-device" and args[2] in ("cuda", "cpu"):
+        dev = args[2]
+        args = args[:1]
+    if len(args) != 1:
+        print("usage: gpu_ref.py DIR [--mem-device cuda|cpu]", file=sys.stderr)
         return 2
-    d = sys.argv[1]
+    d = args[0]
+    mem_rows, failed = [], 0
+    if os.path.exists(f"{d}/mem_ours.txt"):
+        mem_rows, failed = inbatch_memory(d, dev)
+    if not os.path.exists(f"{d}/results.txt"):   # bench_gpu --mem-only
+        return 1 if failed else 0
     meta = json.load(open(f"{d}/meta.json"))
     ours, shapes = {}, {}
     for line in open(f"{d}/results.txt"):
@@ -129,7 +233,6 @@ def main():
         shapes[name] = [int(x) for x in shape]
     B, L, H, Hkv, hd, eps = meta["B"], meta["L"], meta["H"], meta["Hkv"], meta["hd"], meta["eps"]
     peer = {}
-    failed = 0
     if HAVE_TORCH:
         try:
             failed += check_and_time_inbatch(d, B, L, H, Hkv, hd, eps, peer)
@@ -183,6 +286,11 @@ def main():
         tf = f"{mine[1] / (mine[0] * 1e-3) / 1e12:9.1f}" if mine else f"{'n/a':>9}"
         ratio = f"{theirs / ms:10.2f}" if (ms and theirs) else f"{'n/a':>10}"
         lines.append(f"{name:34} {cell(ms)} {cell(theirs)} {ratio} {tf}  {what}")
+    if mem_rows:
+        lines.append(f"{'memory':34} {'ours MiB':>10} {'ref MiB':>10} {'ref/ours':>10}")
+    for name, mine, theirs, what in mem_rows:
+        ratio = f"{theirs / mine:10.1f}" if (mine and theirs) else f"{'n/a':>10}"
+        lines.append(f"{name:34} {cell(mine)} {cell(theirs)} {ratio} {'':9}  {what}")
     if "check" in peer:
         lines.append(f"in-batch results vs torch fp32 autograd (out, dq, dk, dv, dW): {peer['check']}")
     table = "\n".join(lines)
@@ -194,10 +302,11 @@ def main():
 
 try:
     import torch
+    HAVE_TORCH_ANY = True
     HAVE_TORCH = torch.cuda.is_available()
     WHY_NO_TORCH = "" if HAVE_TORCH else "torch.cuda.is_available() is False"
 except ImportError as e:
-    HAVE_TORCH = False
+    HAVE_TORCH_ANY = HAVE_TORCH = False
     WHY_NO_TORCH = str(e)
 
 if __name__ == "__main__":

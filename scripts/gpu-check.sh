@@ -7,10 +7,21 @@
 #     scripts/gpu-deps.sh          # fills gpu-deps/ (~14 MB of .debs, ignored by git)
 # Then, with the device tool, exactly:
 #     run(command="bash scripts/gpu-check.sh", carry=["gpu-deps"], timeout_s=570)
-# The script keeps to a budget of GPU_CHECK_BUDGET seconds (default 480) and
+# The script keeps to a budget of GPU_CHECK_BUDGET seconds (default 540) and
 # prints the summary before it; timeout_s=570 leaves room for the summary.
 # One call only, then give_back: what it needs is in this repository and
 # gpu-deps/ (the GPU machine reaches no registry).
+#
+# Time plan (seconds; each stage's limit, cut to what the budget has left; the
+# stages before bench-train also leave it RESERVE_TRAIN = 170 s, so issue 8's
+# figures come first even when the build is slow):
+#   env, deps, cublas ~5 (find: 30 at most each) | build-gpu 180 | build-all 60 |
+#   parity 60 | gpu-train 90 | bench-train 170 (bench/train-gpu.sh, TRB_BUDGET 150) |
+#   gpu-encode 60 | gpu-search 100 (SEARCH_BUDGET = its limit - 10) | gpu-comm 40 |
+#   other tests/gpu/*.sh 40 each | bench 60 | memcheck, racecheck 90 each, with what is left.
+# Expected on an H100 with 16 cores: env ~10, build ~120, parity ~30, gpu-train ~50,
+# bench-train ~130 (figures by ~340 s), encode ~40, search ~90, comm ~20, bench ~30:
+# ~530 s; the sanitizers get what is left (often nothing: they are last on purpose).
 #
 # Stages (each under `timeout`, the later ones shortened to the remaining budget;
 # a failed stage does not stop the next):
@@ -22,20 +33,28 @@
 #   build     make -j gpu-tests (librevela, kernels for CUDA_ARCH (default sm_90), the GPU
 #             programs), then make -j all (every tool)
 #   parity    build/gpu/test_gpu_ops: every kernel against its CPU twin (all shapes)
-#   gpu-NAME  tests/gpu/NAME.sh, each: a tool with --device cuda end to end (vs the CPU
-#             backend and PyTorch where present), PASS/FAIL/INFO lines
+#   gpu-train tests/gpu/train.sh (the step's parity test on the device, rv-train --device
+#             cuda vs the PyTorch peer, SmolLM2 shape)
+#   bench-train bench/train-gpu.sh: issue 8's training figures (Llama-3.2-1B architecture,
+#             random weights, B 16, L 160, r 256: ours vs the PyTorch peer ms/step, MFU,
+#             device memory; the in-batch attention's memory at B 16 and 64)
+#   gpu-NAME  the other tests/gpu/NAME.sh (encode, search, comm, ...), each: a tool with
+#             --device cuda end to end (vs the CPU backend and PyTorch where present),
+#             PASS/FAIL/INFO lines
 #   bench     bench/gpu.sh: in-batch attention vs naive PyTorch, cuBLASLt vs torch.matmul,
 #             and our in-batch results vs PyTorch fp32 autograd
 #   memcheck  compute-sanitizer --tool memcheck  test_gpu_ops --quick
 #   racecheck compute-sanitizer --tool racecheck test_gpu_ops --quick
 # Files under $OUT (when set; else /tmp/gpu-check-out): summary.txt, gpu-check.log
-# (every stage's output), build.log, parity.log, bench.log, sanitizer.log.
+# (every stage's output), build.log, parity.log, tool-NAME.log, bench-train.log,
+# train.fig (its figures), bench.log, sanitizer.log.
 # Exit status 0 when every stage that ran passed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-/tmp/gpu-check-out}
 mkdir -p "$OUT"
-BUDGET=${GPU_CHECK_BUDGET:-480}
+BUDGET=${GPU_CHECK_BUDGET:-540}
+RESERVE_TRAIN=170   # kept for bench-train by the stages before it
 CUDA_ARCH=${CUDA_ARCH:-sm_90}
 JOBS=$(nproc 2>/dev/null || echo 8)
 T_START=$(date +%s)
@@ -50,12 +69,14 @@ remaining() { echo $((BUDGET - ($(date +%s) - T_START))); }
 # record NAME STATUS SECONDS NOTE
 record() { S_NAME+=("$1"); S_STATUS+=("$2"); S_SECS+=("$3"); S_NOTE+=("$4"); say "--- [$1] $2 (${3}s) $4"; }
 
-# run_stage NAME LIMIT LOGFILE CMD...: runs CMD under timeout min(LIMIT, remaining-20),
-# output to LOGFILE (appended) and to the main log; sets RC.
+# run_stage NAME LIMIT LOGFILE CMD...: runs CMD under timeout min(LIMIT, remaining-20-RESERVE),
+# output to LOGFILE (appended) and to the main log; sets RC. RESERVE (default 0):
+# seconds kept for later stages.
+RESERVE=0
 run_stage() {
     local name=$1 limit=$2 logfile=$3
     shift 3
-    local left=$(($(remaining) - 20))
+    local left=$(($(remaining) - 20 - RESERVE))
     [ "$left" -lt "$limit" ] && limit=$left
     if [ "$limit" -lt 5 ]; then
         RC=124
@@ -80,6 +101,8 @@ t0=$(date +%s)
     echo "cublasLt: $(ls /usr/local/cuda/lib64/libcublasLt.so* 2>/dev/null | head -2 | tr '\n' ' ')"
     echo "compute-sanitizer: $(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || echo missing)"
     echo "python3: $(python3 -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
+    # scripts/revela_torch.py (the training peer) mirrors transformers 4.45's attention module
+    echo "python3: $(python3 -c 'import transformers, peft; print("transformers", transformers.__version__, "peft", peft.__version__)' 2>&1 | tail -1)"
     echo "gpu-deps: $(ls gpu-deps/*.deb 2>/dev/null | wc -l) .debs"
 } 2>&1 | tee -a "$LOG"
 record env ok $(($(date +%s) - t0)) "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
@@ -163,9 +186,9 @@ t0=$(date +%s)
 MAKE=("${MAKE_BIN:-make}" -j"$JOBS" CUDA_ARCH="$CUDA_ARCH" "${MAKE_ARGS[@]}")
 # the GPU programs first (library + kernels), so a tool that fails to build
 # elsewhere in the tree cannot keep the tests from running
-run_stage build-gpu 240 "$OUT/build.log" "${MAKE[@]}" gpu-tests
+run_stage build-gpu 180 "$OUT/build.log" "${MAKE[@]}" gpu-tests
 rc_gpu=$RC
-run_stage build-all 200 "$OUT/build.log" "${MAKE[@]}" all
+run_stage build-all 60 "$OUT/build.log" "${MAKE[@]}" all
 rc_all=$RC
 note="make all rc=$rc_all, make gpu-tests rc=$rc_gpu; $(grep -c 'warning:' "$OUT/build.log") warnings"
 if [ "$rc_gpu" = 0 ] && [ -x build/gpu/test_gpu_ops ]; then
@@ -180,7 +203,9 @@ record build "$st" $(($(date +%s) - t0)) "$note"
 if [ -x build/gpu/test_gpu_ops ]; then
     t0=$(date +%s)
     : >"$OUT/parity.log"
-    run_stage parity 240 "$OUT/parity.log" build/gpu/test_gpu_ops
+    RESERVE=$RESERVE_TRAIN
+    run_stage parity 60 "$OUT/parity.log" build/gpu/test_gpu_ops
+    RESERVE=0
     p=$(grep -c '^PASS ' "$OUT/parity.log"); f=$(grep -c '^FAIL ' "$OUT/parity.log")
     if grep -q '^SKIP ' "$OUT/parity.log"; then
         st=SKIP
@@ -200,12 +225,14 @@ fi
 # backend (bin/librevela-cuda.so), against the CPU backend and, where the image
 # has torch, PyTorch; each prints PASS/FAIL/SKIP/INFO lines (INFO: timings).
 : >"$OUT/tools.log"
-for t in tests/gpu/*.sh; do
-    [ -f "$t" ] || continue
+# tool_stage NAME LIMIT [VAR=VALUE...]: tests/gpu/NAME.sh as stage gpu-NAME, with those variables
+tool_stage() {
+    local name=$1 limit=$2 t=tests/gpu/$1.sh t0 p f sk st
+    shift 2
+    [ -f "$t" ] || return 0
     t0=$(date +%s)
-    name=$(basename "$t" .sh)
     : >"$OUT/tool-$name.log"
-    run_stage "gpu-$name" 120 "$OUT/tool-$name.log" env BIN=bin BUILD=build RV_CUDA_LIB= bash "$t"
+    run_stage "gpu-$name" "$limit" "$OUT/tool-$name.log" env BIN=bin BUILD=build RV_CUDA_LIB= "$@" bash "$t"
     cat "$OUT/tool-$name.log" >>"$OUT/tools.log"
     p=$(grep -c '^PASS ' "$OUT/tool-$name.log"); f=$(grep -c '^FAIL ' "$OUT/tool-$name.log")
     sk=$(grep -c '^SKIP ' "$OUT/tool-$name.log")
@@ -214,6 +241,47 @@ for t in tests/gpu/*.sh; do
     elif [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$sk" -gt 0 ]; then st=SKIP   # e.g. no device, no torch
     else st=FAIL; fi
     record "gpu-$name" "$st" $(($(date +%s) - t0)) "$p passed, $f failed, $sk skipped (rc $RC)"
+}
+RESERVE=$RESERVE_TRAIN
+tool_stage train 90
+RESERVE=0
+
+# ---------------------------------------------------------------- issue 8's training figures
+# bench/train-gpu.sh: figures to $FIGS/train.fig; the summary's headline table
+# (bench/gpu.sh --table) reads it and the encode stage's INFO line.
+FIGS=/tmp/rv-gpu-figs
+rm -rf "$FIGS" && mkdir -p "$FIGS"
+t0=$(date +%s)
+: >"$OUT/bench-train.log"
+lim=$(($(remaining) - 25))
+[ "$lim" -gt 160 ] && lim=160
+run_stage bench-train 170 "$OUT/bench-train.log" env BIN=bin BUILD=build RV_CUDA_LIB= TRB_FIGURES="$FIGS/train.fig" \
+    TRB_BUDGET="$lim" bash bench/train-gpu.sh
+[ -f "$FIGS/train.fig" ] && cp "$FIGS/train.fig" "$OUT/train.fig"
+p=$(grep -c '^PASS ' "$OUT/bench-train.log"); f=$(grep -c '^FAIL ' "$OUT/bench-train.log")
+sk=$(grep -c '^SKIP ' "$OUT/bench-train.log")
+if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT
+elif [ "$f" -gt 0 ] || [ "$RC" != 0 ]; then st=FAIL
+elif [ "$p" -gt 0 ]; then st=ok
+elif [ "$sk" -gt 0 ]; then st=SKIP
+else st=FAIL; fi
+fv() { [ -f "$FIGS/train.fig" ] && sed -n "s/^$1 //p" "$FIGS/train.fig" | tail -1; }
+if [ "$st" = SKIP ]; then note="$(grep -m1 '^SKIP ' "$OUT/bench-train.log" | cut -c1-120)"
+else note="ms/step ours $(fv step_ms_ours) peer $(fv step_ms_peer) (peer/ours $(fv step_ratio)), MFU $(fv mfu_ours)%/$(fv mfu_peer)%"; fi
+record bench-train "$st" $(($(date +%s) - t0)) "$note; $p passed, $f failed, $sk skipped (rc $RC)"
+
+tool_stage encode 60
+cp "$OUT/tool-encode.log" "$FIGS/encode.log" 2>/dev/null
+# search.sh keeps to SEARCH_BUDGET (its later checks print SKIP when short of time):
+# the stage's own limit less 10 s
+lim=$(($(remaining) - 20))
+[ "$lim" -gt 100 ] && lim=100
+tool_stage search 100 SEARCH_BUDGET=$((lim > 30 ? lim - 10 : 20))
+tool_stage comm 40
+for t in tests/gpu/*.sh; do   # any other GPU test, after the planned ones
+    n=$(basename "$t" .sh)
+    case $n in train | encode | search | comm) continue ;; esac
+    tool_stage "$n" 40
 done
 
 # ---------------------------------------------------------------- benchmark
@@ -222,8 +290,8 @@ if [ -x build/gpu/bench_gpu ]; then
     : >"$OUT/bench.log"
     bdir=/tmp/rv-gpu-bench
     rm -rf "$bdir"
-    export GPU_BENCH_DIR=$bdir GPU_BENCH_NO_BUILD=1   # built above, with the deps flags
-    run_stage bench 150 "$OUT/bench.log" bash bench/gpu.sh
+    # built above, with the deps flags; the in-batch memory rows were bench-train's
+    run_stage bench 60 "$OUT/bench.log" env GPU_BENCH_DIR=$bdir GPU_BENCH_NO_BUILD=1 GPU_BENCH_MEM_B= bash bench/gpu.sh
     if grep -q '^SKIP ' "$OUT/bench.log"; then st=SKIP
     elif [ "$RC" = 0 ] && [ -s "$bdir/table.txt" ]; then st=ok
     elif [ -s "$bdir/results.txt" ]; then st=PART
@@ -255,9 +323,9 @@ done
     echo
     echo "==================== revela GPU check: summary ===================="
     echo "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)  arch: $CUDA_ARCH  total: $(($(date +%s) - T_START))s"
-    printf '%-10s %-7s %5s  %s\n' stage status secs note
+    printf '%-12s %-7s %5s  %s\n' stage status secs note
     for i in "${!S_NAME[@]}"; do
-        printf '%-10s %-7s %5s  %s\n' "${S_NAME[$i]}" "${S_STATUS[$i]}" "${S_SECS[$i]}" "${S_NOTE[$i]:0:150}"
+        printf '%-12s %-7s %5s  %s\n' "${S_NAME[$i]}" "${S_STATUS[$i]}" "${S_SECS[$i]}" "${S_NOTE[$i]:0:150}"
     done
     if [ -s "$OUT/parity.log" ]; then
         echo "--- parity failures (first 25):"
@@ -268,6 +336,13 @@ done
         echo "--- tools on the GPU (FAIL, SKIP and INFO lines):"
         grep -E '^(FAIL|SKIP|INFO) ' "$OUT/tools.log" | head -40 | cut -c1-200
     fi
+    if [ -s "$OUT/bench-train.log" ]; then
+        echo "--- bench-train (FAIL, SKIP and INFO lines):"
+        grep -E '^(FAIL|SKIP|INFO) |^  ' "$OUT/bench-train.log" | head -25 | cut -c1-400
+    fi
+    echo
+    GPU_BENCH_DIR=$FIGS GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
+        bash bench/gpu.sh --table
     if [ -s /tmp/rv-gpu-bench/table.txt ]; then
         echo "--- benchmark ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); medians of 5):"
         cat /tmp/rv-gpu-bench/table.txt

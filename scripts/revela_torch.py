@@ -29,6 +29,12 @@ Modes
       Views), taken in rv-train's order (data_order()). Prints the median
       ms/step over --steps steps after --warmup-steps, and the peak RSS.
       Exit 3 when the process runs out of memory or passes --max-rss-mib.
+      --device cuda runs it on the GPU (each step timed between
+      torch.cuda.synchronize() calls; the peak device memory of torch's
+      allocator is printed too); --dtype bf16 runs it the way the original
+      runs under DeepSpeed bf16 (revela-method.md §3.5, §6): model and LoRA
+      weights in bf16, no autocast, and fp32 master copies of the LoRA
+      weights that the gradient clipping and AdamW work on.
 
 Environment: python with torch, transformers==4.45.2, peft==0.13.2 (see
 scripts/requirements-torch.txt and tests/ref/venv-torch.sh; torch 1.13
@@ -462,31 +468,73 @@ def mem_available_mib():
     return float("inf")
 
 
+class Bf16Master:
+    """DeepSpeed's bf16 optimiser as the original runs it: the LoRA weights
+    the model computes with are bf16; fp32 master copies hold the values
+    the optimiser updates. Per step: bf16 gradients -> fp32, global-norm
+    clip, AdamW on the masters, masters rounded back into the bf16 weights."""
+
+    def __init__(self, params, **adamw):
+        self.params = params
+        self.masters = [p.detach().float().clone().requires_grad_(True) for p in params]
+        self.opt = torch.optim.AdamW(self.masters, **adamw)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+        for m in self.masters:
+            m.grad = None
+
+    def clip_and_step(self, max_norm):
+        for m, p in zip(self.masters, self.params):
+            m.grad = p.grad.float() if p.grad is not None else torch.zeros_like(m)
+        torch.nn.utils.clip_grad_norm_(self.masters, max_norm)
+        self.opt.step()
+        with torch.no_grad():
+            for m, p in zip(self.masters, self.params):
+                p.copy_(m)
+
+
 def bench(args):
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("revela_torch: --device cuda: torch sees no CUDA device")
     limit = args.max_rss_mib or 0.9 * mem_available_mib()
     where = ["model loading"]
     memory_guard(limit, where)
     rdir = hf_dir(args.model, "--model")
     ldir = hf_dir(args.lm, "--lm") if args.lm else rdir
-    dtype = torch.float32
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     # two separate instances even for one checkpoint, as the original builds them
-    retr_c = AutoModelForCausalLM.from_pretrained(rdir, torch_dtype=dtype)
-    lm_c = AutoModelForCausalLM.from_pretrained(ldir, torch_dtype=dtype)
+    retr_c = AutoModelForCausalLM.from_pretrained(rdir, torch_dtype=dtype).to(dev)
+    lm_c = AutoModelForCausalLM.from_pretrained(ldir, torch_dtype=dtype).to(dev)
+    if dev.type != "cpu":
+        # revela_step and Views build their index and mask tensors with
+        # default-device factories (torch >= 2.0)
+        torch.set_default_device(dev)
 
     def eos(m):
         e = m.config.eos_token_id
         return e[0] if isinstance(e, list) else e
     views = Views(rdir, ldir, eos(retr_c), eos(lm_c), args.max_len, args.first_half == "on")
     retr, lm = build_pair(retr_c, lm_c, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, 0.0)
+    if dtype != torch.float32:   # PEFT made the adapters fp32; DeepSpeed's engine casts the whole module
+        retr.to(dtype)
+        lm.to(dtype)
     retr.train()
     lm.train()
     attn_impl = lm_c.config._attn_implementation
     params = [p for m in (retr, lm) for p in m.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    adamw = dict(lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    master = Bf16Master(params, **adamw) if dtype != torch.float32 else None
+    opt = master if master else torch.optim.AdamW(params, **adamw)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     groups = load_groups(args.groups)
     if not groups:
         sys.exit(f"revela_torch: {args.groups}: no group with at least 2 chunks")
@@ -503,14 +551,19 @@ def bench(args):
     for step in range(1, total + 1):
         src, texts = next(it)
         where[0] = f"step {step} (B={len(texts)})"
+        sync()
         t0 = time.perf_counter()
         try:
             batch, L = views.batch(src, texts)
             opt.zero_grad(set_to_none=True)
             out = revela_step(retr, lm, batch, args.tau, args.v_norm)
             out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            if master:
+                master.clip_and_step(1.0)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+            sync()
         except (RuntimeError, MemoryError) as e:
             if isinstance(e, MemoryError) or "alloc" in str(e).lower() or "memory" in str(e).lower():
                 print(f"revela_torch: out of memory during {where[0]}: {str(e).splitlines()[0][:200]}")
@@ -530,11 +583,17 @@ def bench(args):
     times.sort()
     med = times[(len(times) - 1) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    where_run = f"threads {args.threads}"
+    if dev.type == "cuda":
+        where_run = (f"device {torch.cuda.get_device_name(dev)}, peak device memory "
+                     f"{torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB allocated "
+                     f"({torch.cuda.max_memory_reserved(dev) / 2**20:.0f} MiB reserved)")
     Ls = sorted({L for _, L in shapes[args.warmup_steps:]})
     print(f"torch-peer: median {med:.1f} ms/step over {len(times)} steps after {args.warmup_steps} warm-up, "
           f"peak RSS {peak:.0f} MiB; B={','.join(sorted({str(b) for b, _ in shapes}))} L={','.join(map(str, Ls))} "
-          f"r={args.lora_rank} {n_params} LoRA parameters, threads {args.threads}; {versions()}, "
-          f"LM attention class {attn_impl}, float32; model {rdir}")
+          f"r={args.lora_rank} {n_params} LoRA parameters, {where_run}; {versions()}, "
+          f"LM attention class {attn_impl}, {str(dtype).replace('torch.', '')}"
+          f"{' (fp32 master weights)' if master else ''}; model {rdir}")
     return 0
 
 
@@ -560,6 +619,9 @@ def main():
     b.add_argument("--threads", type=int, default=os.cpu_count())
     b.add_argument("--steps", type=int, default=3)
     b.add_argument("--warmup-steps", type=int, default=1)
+    b.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    b.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                   help="fp32 (default), or bf16 as the original under DeepSpeed (fp32 master LoRA weights)")
     b.add_argument("--max-rss-mib", type=float, help="stop with status 3 above this RSS (default 90%% of "
                                                          "MemAvailable at start)")
     args = ap.parse_args()

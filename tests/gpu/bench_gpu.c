@@ -5,12 +5,21 @@
  * outputs to DIR so that bench/gpu_ref.py can time a naive PyTorch
  * reference on the same input and check our results against it.
  *
- * Usage: bench_gpu DIR [--reps N] [--small]   (--small: tiny shapes, for
- * dry runs of the pipeline on the CPU emulator)
+ * Usage: bench_gpu DIR [--reps N] [--small] [--mem-only] [--mem-b "16 64"]
+ * (--small: tiny shapes, for dry runs of the pipeline on the CPU emulator)
  * Writes meta.json and NAME.bin files (raw little-endian f32 / int32) in DIR
  * and DIR/results.txt ("name ms flops [M N K]" per line: the median over N
  * repetitions of the per-call time, each repetition timing several calls
- * after a device sync). Prints the same lines. Without a device: prints
+ * after a device sync). Prints the same lines.
+ * In-batch attention memory (also alone with --mem-only): for each B of
+ * --mem-b (default 16 and 64; same L, H, Hkv, d as above) one forward +
+ * backward from a fresh set of buffers; the device memory it took (used
+ * memory after minus before, cudaMemGetInfo: inputs, outputs, gradients,
+ * the per-row statistics and the backward's scratch) goes to DIR/mem_ours.txt
+ * as "B L H Hkv hd measured_bytes io_bytes" (io_bytes: q, k, v, dout, out,
+ * dq, dk, dv, W, dW alone, what any implementation holds; measured -1 on
+ * the emulator, which has no device memory). bench/gpu_ref.py measures the
+ * reference at the same shapes. Without a device: prints
  * "SKIP bench_gpu (no CUDA device: ...)" and exits 0. */
 #include <math.h>
 #include <stdint.h>
@@ -29,6 +38,29 @@ static const char *out_dir;
 static FILE *results;
 static int reps = 5;
 static int small;
+
+/* Device memory in use (all processes; the bench is the only one on the
+ * card). The CUDA runtime's cudaMemGetInfo, declared here rather than
+ * through cuda_runtime_api.h so that this file builds with the host
+ * compiler and no CUDA include path (C linkage; cudaError_t is an int-sized
+ * enum, 0 = cudaSuccess). The emulator has no device memory: -1. */
+#ifdef RV_CUDA_EMULATE
+static int device_used(size_t *used)
+{
+    (void)used;
+    return -1;
+}
+#else
+extern int cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
+static int device_used(size_t *used)
+{
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != 0)
+        return -1;
+    *used = total_b - free_b;
+    return 0;
+}
+#endif
 
 static void die(const char *what)
 {
@@ -170,47 +202,116 @@ static int ib_backward(void *a)
                                          x->denom, x->dout, x->dq, x->dk, x->dv, RV_WT_F32, x->dw);
 }
 
-static void bench_inbatch(void)
+/* The in-batch shape of the benchmark: L, H, Hkv, d (B is an argument). */
+#define IB_L (small ? 20 : 160)
+#define IB_H (small ? 4 : 32)
+#define IB_HKV (small ? 2 : 8)
+#define IB_HD (small ? 16 : 64)
+
+/* Host inputs for B chunks: lengths (3/4 L .. L real tokens, chunk 0 full),
+ * W (masked softmax, tau 0.1, of random similarities; diagonal 0), q, k, v,
+ * dout (bf16-rounded), and the device buffers of one forward + backward. */
+typedef struct {
+    int *len;
+    float *w, *q, *k, *v, *g;
+} ib_host;
+
+static void ib_setup(int B, ib_args *a, ib_host *h)
 {
-    const int B = small ? 4 : 16, L = small ? 20 : 160, H = small ? 4 : 32, Hkv = small ? 2 : 8, hd = small ? 16 : 64;
-    ib_args a;
-    memset(&a, 0, sizeof a);
-    a.cfg = (rv_inbatch_cfg){{B, L, H, Hkv, hd}, 1, 1e-6f, 0};
+    const int L = IB_L, H = IB_H, Hkv = IB_HKV, hd = IB_HD;
+    memset(a, 0, sizeof *a);
+    a->cfg = (rv_inbatch_cfg){{B, L, H, Hkv, hd}, 1, 1e-6f, 0};
     size_t nq = (size_t)B * L * H * hd, nk = (size_t)B * L * Hkv * hd, ns = (size_t)B * B * H * L;
-    int len[16] = {0};
+    h->len = xmalloc((size_t)B * sizeof *h->len);
     for (int b = 0; b < B; b++)
-        len[b] = b == 0 ? L : L - (int)((rnd(1.0f) + 1.0f) * (float)L / 8.0f);   /* 3/4 L .. L real tokens */
-    /* W: masked softmax (tau 0.1) of random similarities, diagonal 0 */
-    float w[16 * 16] = {0};
+        h->len[b] = b == 0 ? L : L - (int)((rnd(1.0f) + 1.0f) * (float)L / 8.0f);
+    h->w = xmalloc((size_t)B * B * sizeof *h->w);
+    double *z = xmalloc((size_t)B * sizeof *z);
     for (int i = 0; i < B; i++) {
-        double mx = -1e30, sum = 0, z[16] = {0};
-        for (int j = 0; j < B; j++)
+        double mx = -1e30, sum = 0;
+        for (int j = 0; j < B; j++) {
+            z[j] = 0;
             if (j != i && (z[j] = rnd(1.0f) / 0.1) > mx)
                 mx = z[j];
+        }
         for (int j = 0; j < B; j++)
             sum += j == i ? 0 : exp(z[j] - mx);
         for (int j = 0; j < B; j++)
-            w[i * B + j] = j == i ? 0.0f : (float)(exp(z[j] - mx) / sum);
+            h->w[i * B + j] = j == i ? 0.0f : (float)(exp(z[j] - mx) / sum);
     }
-    float *q = rnd_alloc(nq, 1.5f, 1), *k = rnd_alloc(nk, 1.5f, 1), *v = rnd_alloc(nk, 1.0f, 1),
-          *g = rnd_alloc(nq, 1.0f, 1);
-    a.lengths = rv_cuda_alloc(ctx, (size_t)B * sizeof len[0]);
-    if (!a.lengths || rv_cuda_upload(ctx, a.lengths, len, (size_t)B * sizeof len[0]) != 0)
+    free(z);
+    h->q = rnd_alloc(nq, 1.5f, 1), h->k = rnd_alloc(nk, 1.5f, 1), h->v = rnd_alloc(nk, 1.0f, 1);
+    h->g = rnd_alloc(nq, 1.0f, 1);
+    a->lengths = rv_cuda_alloc(ctx, (size_t)B * sizeof *h->len);
+    if (!a->lengths || rv_cuda_upload(ctx, a->lengths, h->len, (size_t)B * sizeof *h->len) != 0)
         die("upload");
-    a.w = upload(w, (size_t)B * B, RV_WT_F32);
-    a.q = upload(q, nq, RV_WT_BF16);
-    a.k = upload(k, nk, RV_WT_BF16);
-    a.v = upload(v, nk, RV_WT_BF16);
-    a.dout = upload(g, nq, RV_WT_BF16);
-    a.out = rv_cuda_alloc(ctx, nq * 4);
-    a.lse = rv_cuda_alloc(ctx, ns * 4);
-    a.denom = rv_cuda_alloc(ctx, ns * 4);
-    a.dq = rv_cuda_alloc(ctx, nq * 4);
-    a.dk = rv_cuda_alloc(ctx, nk * 4);
-    a.dv = rv_cuda_alloc(ctx, nk * 4);
-    a.dw = rv_cuda_alloc(ctx, (size_t)B * B * 4);
-    if (!a.out || !a.lse || !a.denom || !a.dq || !a.dk || !a.dv || !a.dw)
+    a->w = upload(h->w, (size_t)B * B, RV_WT_F32);
+    a->q = upload(h->q, nq, RV_WT_BF16);
+    a->k = upload(h->k, nk, RV_WT_BF16);
+    a->v = upload(h->v, nk, RV_WT_BF16);
+    a->dout = upload(h->g, nq, RV_WT_BF16);
+    a->out = rv_cuda_alloc(ctx, nq * 4);
+    a->lse = rv_cuda_alloc(ctx, ns * 4);
+    a->denom = rv_cuda_alloc(ctx, ns * 4);
+    a->dq = rv_cuda_alloc(ctx, nq * 4);
+    a->dk = rv_cuda_alloc(ctx, nk * 4);
+    a->dv = rv_cuda_alloc(ctx, nk * 4);
+    a->dw = rv_cuda_alloc(ctx, (size_t)B * B * 4);
+    if (!a->out || !a->lse || !a->denom || !a->dq || !a->dk || !a->dv || !a->dw)
         die("alloc");
+}
+
+static void ib_teardown(ib_args *a, ib_host *h)
+{
+    free(h->len), free(h->w), free(h->q), free(h->k), free(h->v), free(h->g);
+    rv_cuda_free(ctx, a->lengths), rv_cuda_free(ctx, a->w), rv_cuda_free(ctx, a->q), rv_cuda_free(ctx, a->k);
+    rv_cuda_free(ctx, a->v), rv_cuda_free(ctx, a->dout), rv_cuda_free(ctx, a->out), rv_cuda_free(ctx, a->lse);
+    rv_cuda_free(ctx, a->denom), rv_cuda_free(ctx, a->dq), rv_cuda_free(ctx, a->dk), rv_cuda_free(ctx, a->dv);
+    rv_cuda_free(ctx, a->dw);
+}
+
+/* Device memory of one in-batch forward + backward at B chunks, from fresh
+ * buffers: used memory after (nothing is freed in between; the backward's
+ * scratch stays allocated in the context) minus before. The context's
+ * scratch is first released by opening a new context, so an earlier, larger
+ * run does not hide this one's scratch. One line to mem_ours.txt. */
+static void mem_inbatch(int B, FILE *mf)
+{
+    const int L = IB_L, H = IB_H, Hkv = IB_HKV, hd = IB_HD;
+    rv_cuda_close(ctx);
+    if (!(ctx = rv_cuda_open(0)))
+        die("open");
+    size_t before = 0, after = 0;
+    int ok = rv_cuda_sync(ctx) == 0 && device_used(&before) == 0;
+    ib_args a;
+    ib_host h;
+    ib_setup(B, &a, &h);
+    if (ib_forward(&a) != 0 || ib_backward(&a) != 0 || rv_cuda_sync(ctx) != 0)
+        die("in-batch memory run");
+    ok = ok && device_used(&after) == 0;
+    size_t nq = (size_t)B * L * H * hd, nk = (size_t)B * L * Hkv * hd;
+    /* q, k, v, dout bf16; out, dq, dk, dv f32; W, dW f32; lengths */
+    size_t io = 2 * (2 * nq + 2 * nk) + 4 * (2 * nq + 2 * nk) + 8 * (size_t)B * B + 4 * (size_t)B;
+    long long measured = ok ? (long long)(after - before) : -1;
+    char took[64] = "not measurable (no device memory)";
+    if (measured >= 0)
+        snprintf(took, sizeof took, "%.1f MiB", measured / 1048576.0);
+    printf("inbatch_mem B=%d L=%d H=%d/%d d=%d: device memory taken %s (inputs, outputs and gradients alone "
+           "%.1f MiB)\n", B, L, H, Hkv, hd, took, io / 1048576.0);
+    fprintf(mf, "%d %d %d %d %d %lld %zu\n", B, L, H, Hkv, hd, measured, io);
+    fflush(stdout);
+    ib_teardown(&a, &h);
+}
+
+static void bench_inbatch(void)
+{
+    const int B = small ? 4 : 16, L = IB_L, H = IB_H, Hkv = IB_HKV, hd = IB_HD;
+    ib_args a;
+    ib_host h;
+    ib_setup(B, &a, &h);
+    size_t nq = (size_t)B * L * H * hd, nk = (size_t)B * L * Hkv * hd;
+    const int *len = h.len;
+    const float *w = h.w, *q = h.q, *k = h.k, *v = h.v, *g = h.g;
 
     /* attention FLOPs per pair and head: QK^T and PV, 2*L*L*hd each; the backward
      * counted as 2.5 x forward (the usual model-FLOPs convention, not the recompute) */
@@ -241,11 +342,7 @@ static void bench_inbatch(void)
              "{\"B\": %d, \"L\": %d, \"H\": %d, \"Hkv\": %d, \"hd\": %d, \"v_norm\": 1, \"eps\": 1e-6, "
              "\"skip_zero_weights\": 0, \"storage\": \"bf16\"}\n", B, L, H, Hkv, hd);
     write_file("meta.json", meta, strlen(meta));
-    free(q), free(k), free(v), free(g);
-    rv_cuda_free(ctx, a.lengths), rv_cuda_free(ctx, a.w), rv_cuda_free(ctx, a.q), rv_cuda_free(ctx, a.k);
-    rv_cuda_free(ctx, a.v), rv_cuda_free(ctx, a.dout), rv_cuda_free(ctx, a.out), rv_cuda_free(ctx, a.lse);
-    rv_cuda_free(ctx, a.denom), rv_cuda_free(ctx, a.dq), rv_cuda_free(ctx, a.dk), rv_cuda_free(ctx, a.dv);
-    rv_cuda_free(ctx, a.dw);
+    ib_teardown(&a, &h);
 }
 
 /* ---------------------------------------------------------------- matrix products */
@@ -285,15 +382,35 @@ int main(int argc, char **argv)
         return 2;
     }
     out_dir = argv[1];
+    int mem_only = 0;
+    const char *mem_b = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc && atoi(argv[i + 1]) >= 1)
             reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--small") == 0)
             small = 1;
+        else if (strcmp(argv[i], "--mem-only") == 0)
+            mem_only = 1;
+        else if (strcmp(argv[i], "--mem-b") == 0 && i + 1 < argc)
+            mem_b = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gpu DIR [--reps N] [--small]\n");
+            fprintf(stderr, "usage: bench_gpu DIR [--reps N] [--small] [--mem-only] [--mem-b \"B1 B2 ..\"]\n");
             return 2;
         }
+    }
+    int mem_bs[16], n_mem = 0;
+    if (!mem_b)
+        mem_b = small ? "4 6" : "16 64";
+    for (const char *p = mem_b; *p;) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p || b < 2 || b > 1024 || n_mem == 16) {
+            fprintf(stderr, "bench_gpu: --mem-b: expected up to 16 group sizes 2..1024, found \"%s\"\n", mem_b);
+            return 2;
+        }
+        mem_bs[n_mem++] = (int)b;
+        for (p = end; *p == ' ' || *p == ','; p++)
+            ;
     }
     const char *why = "";
     if (rv_cuda_device_count(&why) < 1) {
@@ -304,6 +421,23 @@ int main(int argc, char **argv)
     if (!ctx)
         die("open");
     char path[4096];
+    snprintf(path, sizeof path, "%s/mem_ours.txt", out_dir);
+    FILE *mf = fopen(path, "w");
+    if (!mf) {
+        fprintf(stderr, "bench_gpu: cannot write %s\n", path);
+        return 1;
+    }
+    printf("# device: %s\n", rv_cuda_device_name(ctx));
+    for (int i = 0; i < n_mem; i++)
+        mem_inbatch(mem_bs[i], mf);
+    if (fclose(mf) != 0) {
+        fprintf(stderr, "bench_gpu: writing %s failed\n", path);
+        return 1;
+    }
+    if (mem_only) {
+        rv_cuda_close(ctx);
+        return 0;
+    }
     snprintf(path, sizeof path, "%s/results.txt", out_dir);
     results = fopen(path, "w");
     if (!results) {
