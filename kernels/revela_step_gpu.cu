@@ -15,10 +15,24 @@
  * at open; activations for all four passes and the backward scratch are
  * allocated at the first step and kept while later steps fit (batch and
  * batch*seq_len no larger), so a training run does not call cudaMalloc per
- * micro-batch. */
+ * micro-batch. Both nets' gradient accumulators are one allocation (the
+ * retriever's below the LM's), so listed top layer first, LM then
+ * retriever, they form one descending contiguous range and the gradient
+ * buckets (grad_buckets.h) cover it with no gaps and the same plan on every
+ * rank, whatever addresses the allocator hands out.
+ *
+ * Data parallelism (rv_step_gpu_set_comm): tensor readiness is reported from
+ * the backward itself. A net's layer-l adapters are final after the last
+ * backward pass through layer l that touches them: for the LM, pass A
+ * (pass B's backward runs first and pass A's adds to the same
+ * accumulators); for the retriever, the query pass (the passage pass's
+ * backward runs first). Those passes walk the layers top-down, so on the
+ * final micro-batch the LM's top layers' buckets are launched while its
+ * lower layers, and then the whole retriever backward, still run. */
 #include "cuda_common.cuh"   /* rv_cuda internals, RV_CUDA_CHECK */
 
 extern "C" {
+#include "grad_buckets.h"
 #include "revela_step_gpu.h"
 #include "splitmix.h"    /* rv_mix64: the dropout masks' hash, host side */
 #include "train_ops.h"   /* rv_rope_table_init, rv_lm_targets, rv_attn_shape_check */
@@ -74,6 +88,8 @@ typedef struct {
     const float *bias;            /* device f32, frozen (NULL when absent) */
     float *a, *b;                 /* device LoRA [rank, in], [out, rank] */
     float *ga, *gb;               /* device gradient accumulators, same shapes */
+    size_t off_a, off_b;          /* their offsets in the net's packed arrays */
+    size_t ti_a, ti_b;            /* their indices in the gradient-bucket plan (set_comm) */
 } dproj;
 
 typedef struct {
@@ -159,6 +175,16 @@ struct rv_step_gpu {
     int *len[3];
     int32_t *targets;
     double *loss;                 /* [2]: pass B, pass A sums */
+    /* data parallelism (rv_step_gpu_set_comm) */
+    float *grad_all;              /* both nets' gradient accumulators: retriever, then LM */
+    rv_comm *comm;                /* borrowed; NULL: none */
+    rv_grad_buckets *buckets;     /* over every adapter tensor of both nets, backward order */
+    size_t n_tensors, n_ready;
+    unsigned char *ready;         /* [n_tensors]: reported ready in this optimiser step */
+    int final_next;               /* mark_final: the next step is this rank's last micro-batch */
+    int final_done;               /* a final step has run (or failed): take_grads comes next */
+    float *host_sum;              /* device staging of rv_step_gpu_allreduce_host (NCCL) */
+    size_t host_sum_n;
 };
 
 /* ---------------------------------------------------------------- dropout kernels */
@@ -322,8 +348,7 @@ static int upload_net(rv_step_gpu *g, dnet *d, const rv_step_decoder *m, int wit
     if (d->n_lora == 0)
         return 0;
     if (!(d->lora = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "the LoRA adapters")) ||
-        !(d->grad = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "the LoRA gradients")) ||
-        dzero(g->c, d->lora, d->n_lora * sizeof(float)) != 0 || dzero(g->c, d->grad, d->n_lora * sizeof(float)) != 0)
+        dzero(g->c, d->lora, d->n_lora * sizeof(float)) != 0)
         return -1;
     if (!(d->stage = (float *)calloc(d->n_lora, sizeof(float))))
         return rv_error_set("revela step on cuda: out of host memory");
@@ -334,13 +359,41 @@ static int upload_net(rv_step_gpu *g, dnet *d, const rv_step_decoder *m, int wit
             if (dp->rank <= 0)
                 continue;
             size_t na = (size_t)dp->rank * dp->in, nb = (size_t)dp->out * dp->rank;
+            dp->off_a = off;
             dp->a = d->lora + off;
-            dp->ga = d->grad + off;
             off += pad4(na);
+            dp->off_b = off;
             dp->b = d->lora + off;
-            dp->gb = d->grad + off;
             off += pad4(nb);
         }
+    return 0;
+}
+
+/* The gradient accumulators of both nets in one zeroed allocation, the
+ * retriever's first (see the top comment), each net's in the layout of its
+ * packed adapters. */
+static int alloc_grads(rv_step_gpu *g)
+{
+    const size_t total = g->net[0].n_lora + g->net[1].n_lora;
+    if (total == 0)
+        return 0;
+    if (!(g->grad_all = (float *)dev_take(g->c, &g->weights, total * sizeof(float), "the LoRA gradients")) ||
+        dzero(g->c, g->grad_all, total * sizeof(float)) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        dnet *d = &g->net[i];
+        if (d->n_lora == 0)
+            continue;
+        d->grad = g->grad_all + (i == 0 ? 0 : g->net[0].n_lora);
+        for (int l = 0; l < d->host->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                dproj *dp = &d->layers[l].proj[p];
+                if (dp->rank > 0) {
+                    dp->ga = d->grad + dp->off_a;
+                    dp->gb = d->grad + dp->off_b;
+                }
+            }
+    }
     return 0;
 }
 
@@ -349,7 +402,10 @@ extern "C" void rv_step_gpu_close(rv_step_gpu *g)
 {
     if (!g)
         return;
+    rv_grad_buckets_free(g->buckets);   /* the comm is borrowed: not closed */
+    free(g->ready);
     if (g->c) {
+        rv_cuda_free(g->c, g->host_sum);
         dev_list_free(g->c, &g->acts);
         dev_list_free(g->c, &g->weights);
         for (int i = 0; i < 2; i++)
@@ -388,7 +444,7 @@ extern "C" rv_step_gpu *rv_step_gpu_open(const rv_step_decoder *retriever, const
     }
     g->wt = storage;
     if (!(g->c = rv_cuda_open(device)) || upload_net(g, &g->net[0], retriever, 0) != 0 ||
-        upload_net(g, &g->net[1], lm, 1) != 0 || rv_step_gpu_load_lora(g) != 0) {
+        upload_net(g, &g->net[1], lm, 1) != 0 || alloc_grads(g) != 0 || rv_step_gpu_load_lora(g) != 0) {
         rv_step_gpu_close(g);
         return NULL;
     }
@@ -396,6 +452,8 @@ extern "C" rv_step_gpu *rv_step_gpu_open(const rv_step_decoder *retriever, const
 }
 
 extern "C" const char *rv_step_gpu_device_name(const rv_step_gpu *g) { return rv_cuda_device_name(g->c); }
+
+extern "C" rv_cuda *rv_step_gpu_context(rv_step_gpu *g) { return g->c; }
 
 extern "C" int rv_step_gpu_load_lora(rv_step_gpu *g)
 {
@@ -419,11 +477,36 @@ extern "C" int rv_step_gpu_load_lora(rv_step_gpu *g)
     return 0;
 }
 
+/* The all-reduce of this optimiser step's gradients, completed: every
+ * tensor not yet reported ready is reported now (in plan order; a rank with
+ * no final micro-batch this step reports them all here, and so still issues
+ * every collective, in the same order as the others), then every bucket is
+ * waited for. Resets the step's readiness whatever happens. */
+static int finish_allreduce(rv_step_gpu *g)
+{
+    int rc = 0;
+    for (size_t i = 0; i < g->n_tensors && rc == 0; i++)
+        if (!g->ready[i]) {
+            g->ready[i] = 1;
+            g->n_ready++;
+            rc = rv_grad_buckets_ready(g->buckets, i);
+        }
+    /* finish even after a failed launch: it waits for what was launched
+     * and resets the plan for the next step */
+    if (rv_grad_buckets_finish(g->buckets) != 0 && rc == 0)
+        rc = -1;
+    memset(g->ready, 0, g->n_tensors ? g->n_tensors : 1);
+    g->n_ready = 0;
+    g->final_done = 0;
+    g->final_next = 0;
+    return rc == 0 ? 0 : rv_error_prefix("revela step on cuda: gradient all-reduce (%s)", g->comm->name);
+}
+
 extern "C" int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retriever_grads,
                                       rv_step_layer_grads *lm_grads)
 {
     rv_step_layer_grads *gr[2] = {retriever_grads, lm_grads};
-    for (int i = 0; i < 2; i++) {   /* one download per net into the staging array, then scattered */
+    for (int i = 0; i < 2; i++) {   /* checked before any collective, so a bad call issues none */
         dnet *d = &g->net[i];
         const rv_step_decoder *m = d->host;
         if (!gr[i])
@@ -435,6 +518,14 @@ extern "C" int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retri
                 if (d->layers[l].proj[p].rank > 0 && (!gr[i][l].lora_a[p] || !gr[i][l].lora_b[p]))
                     return rv_error_set("revela step on cuda: layers.%d.%s: missing LoRA gradient buffer", l,
                                         rv_proj_names[p]);
+    }
+    if (g->buckets && finish_allreduce(g) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {   /* one download per net into the staging array, then scattered */
+        dnet *d = &g->net[i];
+        const rv_step_decoder *m = d->host;
+        if (d->n_lora == 0)
+            continue;
         if (rv_cuda_download(g->c, d->stage, d->grad, d->n_lora * sizeof(float)) != 0 ||
             dzero(g->c, d->grad, d->n_lora * sizeof(float)) != 0)
             return -1;
@@ -685,8 +776,34 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
 /* ---------------------------------------------------------------- forward */
 /* Projection `which` of layer la (weights P, dropout masks dr) on input x. */
 #define FWD(which, x, y) proj_forward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], y, &dr[RV_PROJ_##which])
-#define BACK(which, x, dy, dxo)                                                                       \
-    proj_backward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], dy, dxo, g->glora, &dr[RV_PROJ_##which])
+/* The backward of projection `which`; when this pass is the net's last
+ * through the layer on the final micro-batch (fin), its adapter gradients
+ * are now final and are reported to the gradient buckets at once. */
+#define BACK(which, x, dy, dxo)                                                                                  \
+    (proj_backward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], dy, dxo, g->glora, &dr[RV_PROJ_##which]) \
+             != 0 ||                                                                                             \
+             (fin && proj_final(g, &P[RV_PROJ_##which]) != 0)                                                    \
+         ? -1                                                                                                    \
+         : 0)
+
+/* Reports projection p's two adapter gradients ready (B first: the backward
+ * finishes dB before dA). On the device the collective is ordered after the
+ * GEMMs just queued on the step's stream (comm_nccl.h). */
+static int proj_final(rv_step_gpu *g, const dproj *p)
+{
+    if (p->rank <= 0)
+        return 0;
+    const size_t ti[2] = {p->ti_b, p->ti_a};
+    for (int k = 0; k < 2; k++) {
+        if (g->ready[ti[k]])
+            return rv_error_set("revela step on cuda: adapter gradient %zu reported final twice", ti[k]);
+        g->ready[ti[k]] = 1;
+        g->n_ready++;
+        if (rv_grad_buckets_ready(g->buckets, ti[k]) != 0)
+            return rv_error_prefix("revela step on cuda: gradient all-reduce (%s)", g->comm->name);
+    }
+    return 0;
+}
 
 static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink *ib)
 {
@@ -751,7 +868,7 @@ static int pass_forward(rv_step_gpu *g, dpass *a, const dlink *ib)
 /* dx: gradient at the layer output on entry, at its input on exit; dk, dv:
  * this layer's post-RoPE K/V gradients (pass A: already holding pass B's
  * in-batch contributions). */
-static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk, float *dv, const dlink *ib)
+static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk, float *dv, const dlink *ib, int fin)
 {
     rv_cuda *c = g->c;
     const rv_step_decoder *m = a->net->host;
@@ -802,9 +919,11 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
 #undef BACK
 
 /* dh: gradient at the final-normed output (NULL: none, pass A without the
- * dual loss); dk_seed/dv_seed: pass A's per-layer K/V gradients. */
+ * dual loss); dk_seed/dv_seed: pass A's per-layer K/V gradients; fin: this
+ * is the net's last backward pass of the final micro-batch (each layer's
+ * adapter gradients are reported ready as they are finished). */
 static int pass_backward(rv_step_gpu *g, dpass *a, const float *dh, float **dk_seed, float **dv_seed,
-                         const dlink *ib)
+                         const dlink *ib, int fin)
 {
     rv_cuda *c = g->c;
     const rv_step_decoder *m = a->net->host;
@@ -822,7 +941,7 @@ static int pass_backward(rv_step_gpu *g, dpass *a, const float *dh, float **dk_s
         } else if (dzero(c, dk, n * KW * 4) != 0 || dzero(c, dv, n * KW * 4) != 0) {
             return -1;
         }
-        if (layer_backward(g, a, l, g->dx, dk, dv, ib) != 0)
+        if (layer_backward(g, a, l, g->dx, dk, dv, ib, fin) != 0)
             return -1;
     }
     return 0;
@@ -857,6 +976,15 @@ extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, cons
     if (opts->recompute)
         return rv_error_set("revela step on cuda: recompute is not supported on the device (it would give the "
                             "same numbers; all activations are kept)");
+    if (g->final_done)   /* its tensors are (being) all-reduced: adding to them now would be lost or wrong */
+        return rv_error_set("revela step on cuda: a micro-batch after the final one of the optimiser step "
+                            "(rv_step_gpu_take_grads must come first)");
+    /* fin: report each adapter gradient to the buckets as the backward
+     * finishes it. Consumed here whatever happens: after a failure
+     * take_grads still completes the collectives. */
+    const int fin = g->buckets && g->final_next;
+    g->final_next = 0;
+    g->final_done = fin;
     rv_cuda *c = g->c;
     const rv_step_decoder *r = g->net[0].host, *lm = g->net[1].host;
     const int B = batch->batch, L = batch->seq_len;
@@ -949,20 +1077,21 @@ extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, cons
             if (dzero(c, g->dk_a[l], n * (size_t)lm->n_kv_heads * lm->head_dim * 4) != 0 ||
                 dzero(c, g->dv_a[l], n * (size_t)lm->n_kv_heads * lm->head_dim * 4) != 0)
                 goto done;
-        if (dzero(c, g->dW, BB * 4) != 0 || pass_backward(g, pb, g->dh, NULL, NULL, &ib) != 0 ||
-            pass_backward(g, pa, opts->dual_loss ? g->dh_a : NULL, g->dk_a, g->dv_a, NULL) != 0)
+        /* pass A is the LM's last backward pass: its layers' adapters become final there */
+        if (dzero(c, g->dW, BB * 4) != 0 || pass_backward(g, pb, g->dh, NULL, NULL, &ib, 0) != 0 ||
+            pass_backward(g, pa, opts->dual_loss ? g->dh_a : NULL, g->dk_a, g->dv_a, NULL, fin) != 0)
             goto done;
-        /* 8. W -> S -> embeddings, 9. retriever passes */
+        /* 8. W -> S -> embeddings, 9. retriever passes (the query pass, last, finalises the adapters) */
         if (dzero(c, g->dq_emb, (size_t)B * DR * 4) != 0 || dzero(c, g->dp_emb, (size_t)B * DR * 4) != 0 ||
             rv_cuda_inbatch_weights_backward(c, B, (int)DR, g->q_emb, g->p_emb, g->W, opts->tau, g->dW, g->dS,
                                              g->dq_emb, g->dp_emb) != 0 ||
             dzero(c, g->dh, n * DR * 4) != 0 ||
             rv_cuda_eos_pool_l2_backward(c, g->p_emb, g->p_norm, g->dp_emb, g->dh, F32, B, L, (int)DR,
                                          pp->d_len) != 0 ||
-            pass_backward(g, pp, g->dh, NULL, NULL, NULL) != 0 || dzero(c, g->dh, n * DR * 4) != 0 ||
+            pass_backward(g, pp, g->dh, NULL, NULL, NULL, 0) != 0 || dzero(c, g->dh, n * DR * 4) != 0 ||
             rv_cuda_eos_pool_l2_backward(c, g->q_emb, g->q_norm, g->dq_emb, g->dh, F32, B, L, (int)DR,
                                          pq->d_len) != 0 ||
-            pass_backward(g, pq, g->dh, NULL, NULL, NULL) != 0)
+            pass_backward(g, pq, g->dh, NULL, NULL, NULL, fin) != 0)
             goto done;
         double sums[2];
         if (rv_cuda_download(c, sums, g->loss, sizeof sums) != 0)   /* waits for the step */
@@ -982,4 +1111,123 @@ done:
     free(tmp);
     free(targets);
     return rc;
+}
+
+/* ---------------------------------------------------------------- data parallelism */
+/* The plan: every adapter tensor of both nets in the order the backward of
+ * the final micro-batch finishes them — the LM's layers top-down (pass A),
+ * then the retriever's top-down (the query pass). Within a layer the
+ * backward finishes DOWN, GATE, UP, O, Q, K, V, but the tensors are listed
+ * by descending address (DOWN B, DOWN A, UP B, ..., Q A): a layer is
+ * reported complete within a few GEMMs either way, and this keeps the list
+ * one descending run of memory, so buckets are whole ranges of the flat
+ * array. Sizes include each tensor's padding to 4 floats (zeros, summed to
+ * zeros), so consecutive tensors are exactly adjacent. */
+static int plan_buckets(rv_step_gpu *g, rv_comm *comm, size_t bucket_bytes)
+{
+    size_t count = 0;
+    for (int i = 0; i < 2; i++)
+        for (int l = 0; l < g->net[i].host->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++)
+                count += g->net[i].layers[l].proj[p].rank > 0 ? 2 : 0;
+    rv_grad_tensor *t = (rv_grad_tensor *)calloc(count ? count : 1, sizeof *t);
+    unsigned char *ready = (unsigned char *)calloc(count ? count : 1, 1);
+    if (!t || !ready) {
+        free(t);
+        free(ready);
+        return rv_error_set("revela step on cuda: out of host memory");
+    }
+    size_t k = 0;
+    for (int i = 1; i >= 0; i--) {   /* LM, then retriever */
+        dnet *d = &g->net[i];
+        for (int l = d->host->n_layers - 1; l >= 0; l--)
+            for (int p = RV_N_PROJ - 1; p >= 0; p--) {
+                dproj *dp = &d->layers[l].proj[p];
+                if (dp->rank <= 0)
+                    continue;
+                dp->ti_b = k;
+                t[k++] = (rv_grad_tensor){dp->gb, pad4((size_t)dp->out * dp->rank)};
+                dp->ti_a = k;
+                t[k++] = (rv_grad_tensor){dp->ga, pad4((size_t)dp->rank * dp->in)};
+            }
+    }
+    rv_grad_buckets *b = rv_grad_buckets_new(t, count, bucket_bytes, comm);
+    free(t);
+    /* the pure sum: rv-train scales by 1/grad_accum itself (grad_buckets.h) */
+    if (!b || rv_grad_buckets_set_divisor(b, 1.0f) != 0) {
+        rv_grad_buckets_free(b);
+        free(ready);
+        return rv_error_prefix("revela step on cuda: planning the gradient all-reduce");
+    }
+    g->buckets = b;
+    g->ready = ready;
+    g->n_tensors = count;
+    g->n_ready = 0;
+    g->comm = comm;
+    return 0;
+}
+
+extern "C" int rv_step_gpu_set_comm_buckets(rv_step_gpu *g, rv_comm *comm, size_t bucket_bytes)
+{
+    if (g->final_done || g->n_ready)
+        return rv_error_set("revela step on cuda: changing the communicator while the gradient all-reduce of a "
+                            "final micro-batch is in flight (call rv_step_gpu_take_grads first)");
+#ifndef RV_CUDA_EMULATE
+    /* the accumulators are device memory: a host communicator can only be
+     * the identity, which touches no memory */
+    if (comm && !comm->device_memory && rv_comm_world_size(comm) > 1)
+        return rv_error_set("revela step on cuda: the %s communicator works on host memory; the device step needs "
+                            "one on device memory (NCCL) when the world is larger than 1",
+                            comm->name);
+#endif
+    rv_grad_buckets_free(g->buckets);
+    free(g->ready);
+    g->buckets = NULL;
+    g->ready = NULL;
+    g->n_tensors = g->n_ready = 0;
+    g->comm = NULL;
+    g->final_next = g->final_done = 0;
+    return comm ? plan_buckets(g, comm, bucket_bytes) : 0;
+}
+
+extern "C" int rv_step_gpu_set_comm(rv_step_gpu *g, rv_comm *comm) { return rv_step_gpu_set_comm_buckets(g, comm, 0); }
+
+extern "C" int rv_step_gpu_mark_final(rv_step_gpu *g)
+{
+    if (g->final_done)
+        return rv_error_set("revela step on cuda: mark_final after the final micro-batch (rv_step_gpu_take_grads "
+                            "must come first)");
+    g->final_next = g->buckets != NULL;   /* without a communicator there is nothing to overlap */
+    return 0;
+}
+
+extern "C" int rv_step_gpu_allreduce_host(rv_step_gpu *g, float *buf, size_t n)
+{
+    if (!g->comm || n == 0)
+        return 0;
+    /* Collectives are matched by issue order: between a final micro-batch
+     * (whose buckets are already issued) and take_grads, a rank with no
+     * micro-batch this step would issue this sum before the buckets, the
+     * others after them. */
+    if (g->final_done || g->n_ready)
+        return rv_error_set("revela step on cuda: allreduce_host between the final micro-batch and take_grads (the "
+                            "gradient all-reduce is in flight; sum host values after take_grads)");
+    if (!g->comm->device_memory)
+        return rv_comm_allreduce_sum(g->comm, buf, n) == 0
+                   ? 0
+                   : rv_error_prefix("revela step on cuda: summing %zu host values (%s)", n, g->comm->name);
+    if (n > g->host_sum_n) {
+        rv_cuda_free(g->c, g->host_sum);
+        g->host_sum_n = 0;
+        if (!(g->host_sum = (float *)rv_cuda_alloc(g->c, n * sizeof(float))))
+            return rv_error_prefix("revela step on cuda: staging %zu host values", n);
+        g->host_sum_n = n;
+    }
+    /* upload and download are ordered on the step's stream, as the
+     * collective is (the download waits for it) */
+    if (rv_cuda_upload(g->c, g->host_sum, buf, n * sizeof(float)) != 0 ||
+        rv_comm_allreduce_sum(g->comm, g->host_sum, n) != 0 ||
+        rv_cuda_download(g->c, buf, g->host_sum, n * sizeof(float)) != 0)
+        return rv_error_prefix("revela step on cuda: summing %zu host values (%s)", n, g->comm->name);
+    return 0;
 }

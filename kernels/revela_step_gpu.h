@@ -19,6 +19,32 @@
  * bf16 for the frozen product, the LoRA products, norms, residual stream,
  * attention and gradients stay f32).
  *
+ * Data parallelism (issue #8; one rank per GPU, each with its own handle;
+ * design of the split and the scaling in lib/grad_buckets.h). With a
+ * communicator attached (rv_step_gpu_set_comm) the gradient accumulators of
+ * both nets are all-reduced (summed over the ranks, divisor 1) in buckets
+ * of contiguous memory:
+ *   - Overlap: before a rank's last micro-batch of an optimiser step the
+ *     tool calls rv_step_gpu_mark_final; during that micro-batch's backward
+ *     each adapter tensor is reported ready as soon as it is final (the
+ *     LM's layer l after pass A's backward of layer l — pass B's backward
+ *     ran before and added to the same accumulators; the retriever's layer
+ *     l after the query pass's backward of layer l, the passage pass's ran
+ *     before), so a bucket is launched while the backward of the lower
+ *     layers and of the retriever still runs (on the device: on NCCL's
+ *     stream, ordered after the GEMMs that produced it).
+ *   - Fixed order: collectives are matched across ranks by issue order
+ *     only, so buckets are launched strictly in plan order (LM top layer
+ *     first ... retriever layer 0 last), whatever the readiness order.
+ *     rv_step_gpu_take_grads reports every tensor not yet reported (a rank
+ *     that had no micro-batch in this step, or never called mark_final)
+ *     and waits for every bucket, so every rank issues the same
+ *     collectives in the same order.
+ *   - World 1 (rv_comm_identity, or NCCL with one rank): the collectives
+ *     touch no memory, so losses and gradients are bit-identical to
+ *     training without a communicator.
+ * Without a communicator nothing of this runs (bit-identical to before).
+ *
  * Entry points are plain C, compiled into librevela-cuda.so; a tool looks
  * them up by name (rv_cuda_backend_sym) and calls them through the *_fn
  * types. Failure: NULL or -1 with rv_error_set(); nothing exits or prints. */
@@ -31,10 +57,12 @@
 extern "C" {
 #endif
 
+#include "comm.h"              /* rv_comm */
 #include "ops.h"               /* rv_wtype */
 #include "revela_step_ref.h"   /* rv_step_decoder, rv_step_batch, rv_step_opts, ... */
 
 typedef struct rv_step_gpu rv_step_gpu;
+typedef struct rv_cuda rv_cuda;
 
 /* Opens CUDA device `device` and uploads the frozen weights of both
  * decoders (embedding, norms, projections, biases, the LM's head; a host
@@ -68,10 +96,51 @@ typedef int rv_step_gpu_step_fn(rv_step_gpu *g, const rv_step_batch *batch, cons
 
 /* Adds the accumulated device gradients into the host buffers (same layout
  * as rv_revela_step_ref's; retriever_grads / lm_grads [n_layers]) and zeroes
- * the device accumulators. */
+ * the device accumulators. With a communicator: first completes the
+ * all-reduce (reports every tensor not yet ready, waits for every bucket;
+ * collective: every rank calls it once per optimiser step, with or without
+ * micro-batches of its own), so what is added is the sum over the ranks,
+ * the same on every rank. */
 int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retriever_grads, rv_step_layer_grads *lm_grads);
 typedef int rv_step_gpu_take_grads_fn(rv_step_gpu *g, rv_step_layer_grads *retriever_grads,
                                       rv_step_layer_grads *lm_grads);
+
+/* The step's CUDA context (device, stream), e.g. for rv_comm_nccl_open,
+ * whose collectives are then ordered on the step's stream. Owned by g. */
+rv_cuda *rv_step_gpu_context(rv_step_gpu *g);
+typedef rv_cuda *rv_step_gpu_context_fn(rv_step_gpu *g);
+
+/* Attaches a communicator (borrowed: it must outlive the handle or be
+ * detached first; NULL detaches) and plans the gradient buckets over both
+ * nets' accumulators. Collective when the world is larger than 1 (the
+ * ranks compare their plans): every rank calls it at the same point.
+ * Refused while a final micro-batch's all-reduce is in flight. On the real
+ * device the communicator must work on device memory (NCCL) unless the
+ * world is 1; in the emulated build device pointers are host pointers and
+ * the host communicators of comm.h (identity, fake) work on them directly.
+ * set_comm uses buckets of RV_GRAD_BUCKET_BYTES_DEFAULT (25 MiB);
+ * set_comm_buckets takes the bucket size in bytes (0: the default). On
+ * failure no communicator is attached. */
+int rv_step_gpu_set_comm(rv_step_gpu *g, rv_comm *comm);
+typedef int rv_step_gpu_set_comm_fn(rv_step_gpu *g, rv_comm *comm);
+int rv_step_gpu_set_comm_buckets(rv_step_gpu *g, rv_comm *comm, size_t bucket_bytes);
+typedef int rv_step_gpu_set_comm_buckets_fn(rv_step_gpu *g, rv_comm *comm, size_t bucket_bytes);
+
+/* The next rv_step_gpu_step is this rank's last micro-batch of the
+ * optimiser step: its backward launches the buckets as they complete. A
+ * further step before rv_step_gpu_take_grads is refused. Without a
+ * communicator: a no-op. */
+int rv_step_gpu_mark_final(rv_step_gpu *g);
+typedef int rv_step_gpu_mark_final_fn(rv_step_gpu *g);
+
+/* buf[0..n) <- its sum over the ranks (the step's loss and token counts):
+ * through a small device buffer when the communicator works on device
+ * memory, directly otherwise; no communicator: unchanged. Collective (same
+ * n, same point on every rank); refused between a final micro-batch and
+ * take_grads, where it would interleave with the bucket collectives
+ * differently on ranks without a micro-batch. */
+int rv_step_gpu_allreduce_host(rv_step_gpu *g, float *buf, size_t n);
+typedef int rv_step_gpu_allreduce_host_fn(rv_step_gpu *g, float *buf, size_t n);
 
 /* Frees the device memory and closes the context; NULL is a no-op. */
 void rv_step_gpu_close(rv_step_gpu *g);

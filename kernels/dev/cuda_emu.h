@@ -20,7 +20,18 @@
  * barriers threads run one after another, so a missing __syncthreads before
  * a tile is read or overwritten shows up as wrong results.
  * RV_EMU_NO_DEVICE=1 in the environment makes cudaGetDeviceCount report no
- * device (to test callers' SKIP paths). */
+ * device (to test callers' SKIP paths); RV_EMU_DEVICES=N makes it report N
+ * devices (default 1), all the same CPU, so multi-GPU code paths (one rank
+ * per device) run too: cudaSetDevice and cudaGetDeviceProperties accept
+ * 0..N-1. cudaSetDevice is remembered per host thread, as on a GPU.
+ *
+ * Threads: several host threads may each drive their own context (a test
+ * runs data-parallel ranks as threads). As with CUDA, the last error and the
+ * current device are per host thread, and so is everything a launch uses
+ * (the fiber scheduler, threadIdx/blockIdx/..., dynamic shared memory): a
+ * kernel runs entirely on the host thread that launched it. The per-kernel
+ * shared-memory limits (cudaFuncSetAttribute) are process-wide, as on a GPU,
+ * behind a mutex. */
 #ifndef RV_CUDA_EMU_H
 #define RV_CUDA_EMU_H
 
@@ -33,6 +44,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <tuple>
 #include <vector>
 
@@ -51,11 +63,18 @@ struct uint3 {
 };
 struct dim3 {
     unsigned x, y, z;
-    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+    constexpr dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 
-inline uint3 threadIdx, blockIdx;
-inline dim3 blockDim, gridDim;
+/* Per host thread: each thread launching kernels runs its own grid loop.
+ * The small, hot per-thread variables use the initial-exec TLS model: in
+ * -fPIC code the default model calls __tls_get_addr at every access (it
+ * cost ~15% of test_step_gpu_emu's CPU time; with this, ~5%); these few
+ * dozen bytes fit the static TLS reserve glibc keeps for libraries loaded
+ * with dlopen (librevela-cuda.so). */
+#define RV_EMU_TLS thread_local __attribute__((tls_model("initial-exec")))
+inline RV_EMU_TLS uint3 threadIdx, blockIdx;
+inline RV_EMU_TLS dim3 blockDim, gridDim;
 
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
@@ -81,9 +100,26 @@ struct cudaDeviceProp {
 };
 
 namespace rv_emu {
-inline cudaError_t last_error = cudaSuccess;
+inline RV_EMU_TLS cudaError_t last_error = cudaSuccess;   /* per host thread, as CUDA's */
+inline RV_EMU_TLS int current_device = 0;                  /* cudaSetDevice, per host thread */
 inline std::map<const void *, size_t> smem_limit;   /* per kernel, raised by cudaFuncSetAttribute */
+inline std::mutex smem_mu;                           /* guards smem_limit (process-wide, as on a GPU) */
 constexpr size_t default_smem = 48 * 1024, optin_smem = 227 * 1024;
+
+/* The device count: RV_EMU_NO_DEVICE set (not "0") -> 0; else RV_EMU_DEVICES
+ * (1..64; anything else -> 1). Read at each call, so a test can change it. */
+inline int device_count()
+{
+    const char *no = getenv("RV_EMU_NO_DEVICE");
+    if (no && *no && strcmp(no, "0") != 0)
+        return 0;
+    const char *s = getenv("RV_EMU_DEVICES");
+    if (!s || !*s)
+        return 1;
+    char *end = NULL;
+    long n = strtol(s, &end, 10);
+    return (*end == '\0' && n >= 1 && n <= 64) ? (int)n : 1;
+}
 
 inline cudaError_t fail(cudaError_t e)
 {
@@ -114,20 +150,27 @@ static inline cudaError_t cudaGetLastError(void)
 
 static inline cudaError_t cudaGetDeviceCount(int *n)
 {
-    const char *no = getenv("RV_EMU_NO_DEVICE");
-    if (no && *no && strcmp(no, "0") != 0) {
-        *n = 0;
-        return rv_emu::fail(cudaErrorNoDevice);
-    }
-    *n = 1;
+    *n = rv_emu::device_count();
+    return *n ? cudaSuccess : rv_emu::fail(cudaErrorNoDevice);
+}
+
+static inline cudaError_t cudaSetDevice(int d)
+{
+    if (d < 0 || d >= rv_emu::device_count())
+        return rv_emu::fail(cudaErrorInvalidDevice);
+    rv_emu::current_device = d;
     return cudaSuccess;
 }
 
-static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : rv_emu::fail(cudaErrorInvalidDevice); }
+static inline cudaError_t cudaGetDevice(int *d)
+{
+    *d = rv_emu::current_device;
+    return cudaSuccess;
+}
 
 static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 {
-    if (d != 0)
+    if (d < 0 || d >= rv_emu::device_count())
         return rv_emu::fail(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "CPU emulator (kernels/dev/cuda_emu.h)");
@@ -177,6 +220,7 @@ static inline cudaError_t cudaFuncSetAttribute(Kernel k, cudaFuncAttribute, int 
 {
     if (value < 0 || (size_t)value > rv_emu::optin_smem)
         return rv_emu::fail(cudaErrorInvalidValue);
+    std::lock_guard<std::mutex> lock(rv_emu::smem_mu);
     rv_emu::smem_limit[(const void *)k] = (size_t)value;
     return cudaSuccess;
 }
@@ -191,27 +235,44 @@ struct fiber {
     bool done, at_block_barrier;
 };
 
-inline ucontext_t scheduler;
-inline std::vector<fiber> fibers;
-inline int n_threads, current;
-inline unsigned long long events;                 /* barrier arrivals and exits: progress */
-inline unsigned bar_count, bar_gen;
-inline std::vector<unsigned> warp_count, warp_gen;
-inline std::vector<uint64_t> warp_slots;          /* [warp][2 generations][32 lanes] */
-inline std::function<void()> block_body;
-inline unsigned char *smem;                       /* exactly the launch's bytes (ASan sees overruns) */
-inline unsigned long long launches;               /* odd launches run the warps in reverse order */
+/* The scheduler's state is per host thread (see the top comment): fibers
+ * run on the thread that launched the kernel, so they see its copies. The
+ * larger parts live in one heap object per thread, reached through one
+ * initial-exec TLS pointer (fast to reach, small static TLS); an owner
+ * object with a thread_local destructor frees it when the thread ends. */
+struct thread_state {
+    ucontext_t scheduler;
+    std::vector<fiber> fibers;
+    std::vector<unsigned> warp_count, warp_gen;
+    std::vector<uint64_t> warp_slots;             /* [warp][2 generations][32 lanes] */
+    std::function<void()> block_body;
+    unsigned char *smem = nullptr;                /* exactly the launch's bytes (ASan sees overruns) */
+    unsigned long long launches = 0;              /* odd launches run the warps in reverse order */
+};
+inline RV_EMU_TLS thread_state *ts;               /* this thread's, made by its first launch */
+struct thread_state_owner {
+    bool armed = false;
+    ~thread_state_owner()
+    {
+        delete ts;
+        ts = nullptr;
+    }
+};
+inline thread_local thread_state_owner ts_owner;
+inline RV_EMU_TLS int n_threads, current;
+inline RV_EMU_TLS unsigned long long events;      /* barrier arrivals and exits: progress */
+inline RV_EMU_TLS unsigned bar_count, bar_gen;
 
-inline void yield() { swapcontext(&fibers[current].ctx, &scheduler); }
+inline void yield() { swapcontext(&ts->fibers[current].ctx, &ts->scheduler); }
 
 inline void fiber_entry()
 {
-    block_body();
-    fibers[current].done = true;
+    ts->block_body();
+    ts->fibers[current].done = true;
     events++;
 }   /* returns to uc_link: the scheduler */
 
-inline void *dynamic_smem() { return smem; }
+inline void *dynamic_smem() { return ts->smem; }
 
 inline void syncthreads()
 {
@@ -221,10 +282,10 @@ inline void syncthreads()
         bar_count = 0;
         bar_gen++;
         for (int t = 0; t < n_threads; t++)
-            fibers[t].at_block_barrier = false;
+            ts->fibers[t].at_block_barrier = false;
         return;
     }
-    fibers[current].at_block_barrier = true;
+    ts->fibers[current].at_block_barrier = true;
     while (bar_gen == gen)
         yield();
 }
@@ -240,21 +301,21 @@ inline T shuffle(unsigned mask, T v, int src_lane)
     }
     static_assert(sizeof(T) <= 8, "shuffle of a type wider than 64 bits");
     int tid = linear_tid(), w = tid / 32, lane = tid % 32;
-    unsigned par = warp_gen[w] & 1u;
+    unsigned par = ts->warp_gen[w] & 1u;
     uint64_t bits = 0;
     memcpy(&bits, &v, sizeof(T));
-    warp_slots[((size_t)w * 2 + par) * 32 + lane] = bits;
-    unsigned gen = warp_gen[w];
+    ts->warp_slots[((size_t)w * 2 + par) * 32 + lane] = bits;
+    unsigned gen = ts->warp_gen[w];
     events++;
-    if (++warp_count[w] == 32) {
-        warp_count[w] = 0;
-        warp_gen[w]++;
+    if (++ts->warp_count[w] == 32) {
+        ts->warp_count[w] = 0;
+        ts->warp_gen[w]++;
     } else {
-        while (warp_gen[w] == gen)
+        while (ts->warp_gen[w] == gen)
             yield();
     }
     T r;
-    memcpy(&r, &warp_slots[((size_t)w * 2 + par) * 32 + (src_lane & 31)], sizeof(T));
+    memcpy(&r, &ts->warp_slots[((size_t)w * 2 + par) * 32 + (src_lane & 31)], sizeof(T));
     (void)lane;
     return r;
 }
@@ -262,21 +323,21 @@ inline T shuffle(unsigned mask, T v, int src_lane)
 inline void run_block(int nthreads)
 {
     n_threads = nthreads;
-    if ((int)fibers.size() < nthreads)
-        fibers.resize(nthreads);
+    if ((int)ts->fibers.size() < nthreads)
+        ts->fibers.resize(nthreads);
     int n_warps = (nthreads + 31) / 32;
-    warp_count.assign(n_warps, 0);
-    warp_gen.assign(n_warps, 0);
-    warp_slots.assign((size_t)n_warps * 64, 0);
+    ts->warp_count.assign(n_warps, 0);
+    ts->warp_gen.assign(n_warps, 0);
+    ts->warp_slots.assign((size_t)n_warps * 64, 0);
     bar_count = 0;
     for (int t = 0; t < nthreads; t++) {
-        fiber &f = fibers[t];
+        fiber &f = ts->fibers[t];
         if (f.stack.size() < stack_bytes)
             f.stack.resize(stack_bytes);
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = f.stack.data();
         f.ctx.uc_stack.ss_size = f.stack.size();
-        f.ctx.uc_link = &scheduler;
+        f.ctx.uc_link = &ts->scheduler;
         makecontext(&f.ctx, (void (*)())fiber_entry, 0);
         f.done = false;
         f.at_block_barrier = false;
@@ -287,7 +348,7 @@ inline void run_block(int nthreads)
      * a missing block barrier shows up as a read of NaN-filled or stale
      * shared memory. The warp order alternates between launches. */
     int remaining = nthreads;
-    bool reverse = (launches & 1) != 0;
+    bool reverse = (ts->launches & 1) != 0;
     while (remaining > 0) {
         unsigned long long before = events;
         for (int wi = 0; wi < n_warps; wi++) {
@@ -296,15 +357,15 @@ inline void run_block(int nthreads)
                 unsigned long long warp_before = events;
                 bool runnable = false;
                 for (int t = lo; t < hi; t++) {
-                    if (fibers[t].done || fibers[t].at_block_barrier)
+                    if (ts->fibers[t].done || ts->fibers[t].at_block_barrier)
                         continue;
                     runnable = true;
                     current = t;
                     threadIdx.x = (unsigned)t % blockDim.x;
                     threadIdx.y = ((unsigned)t / blockDim.x) % blockDim.y;
                     threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
-                    swapcontext(&scheduler, &fibers[t].ctx);
-                    if (fibers[t].done)
+                    swapcontext(&ts->scheduler, &ts->fibers[t].ctx);
+                    if (ts->fibers[t].done)
                         remaining--;
                 }
                 if (!runnable || events == warp_before)
@@ -325,8 +386,13 @@ inline void launch(dim3 grid, dim3 block, size_t smem_bytes, void (*kernel)(P...
 {
     static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
     size_t nthreads = (size_t)block.x * block.y * block.z;
-    auto it = smem_limit.find((const void *)kernel);
-    size_t limit = it == smem_limit.end() ? default_smem : it->second;
+    size_t limit = default_smem;
+    {
+        std::lock_guard<std::mutex> lock(smem_mu);
+        auto it = smem_limit.find((const void *)kernel);
+        if (it != smem_limit.end())
+            limit = it->second;
+    }
     if (nthreads == 0 || nthreads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
         grid.z > 65535) {
         fail(cudaErrorInvalidConfiguration);
@@ -336,12 +402,16 @@ inline void launch(dim3 grid, dim3 block, size_t smem_bytes, void (*kernel)(P...
         fail(cudaErrorInvalidValue);   /* what a GPU says for too much dynamic shared memory */
         return;
     }
+    if (!ts) {
+        ts = new thread_state();
+        ts_owner.armed = true;   /* first use: registers the owner's destructor for this thread */
+    }
     std::tuple<P...> args((P)a...);
-    block_body = [&]() { std::apply(kernel, args); };
+    ts->block_body = [&]() { std::apply(kernel, args); };
     blockDim = block;
     gridDim = grid;
-    smem = (unsigned char *)malloc(smem_bytes ? smem_bytes : 1);
-    if (!smem) {
+    ts->smem = (unsigned char *)malloc(smem_bytes ? smem_bytes : 1);
+    if (!ts->smem) {
         fail(cudaErrorMemoryAllocation);
         return;
     }
@@ -351,13 +421,13 @@ inline void launch(dim3 grid, dim3 block, size_t smem_bytes, void (*kernel)(P...
                 blockIdx.x = x;
                 blockIdx.y = y;
                 blockIdx.z = z;
-                memset(smem, 0xff, smem_bytes);
+                memset(ts->smem, 0xff, smem_bytes);
                 run_block((int)nthreads);
             }
-    free(smem);
-    smem = nullptr;
-    block_body = nullptr;
-    launches++;
+    free(ts->smem);
+    ts->smem = nullptr;
+    ts->block_body = nullptr;
+    ts->launches++;
 }
 } // namespace rv_emu
 

@@ -17,13 +17,33 @@
  *
  * Built against the CPU emulator (RV_CUDA_EMULATE, make check) the suite is
  * "step-gpu-emu"; built with nvcc it runs on a real device, or prints SKIP
- * when there is none. Run from the repository root (or with RV_ROOT). */
+ * when there is none. Run from the repository root (or with RV_ROOT).
+ *
+ * Data parallelism (rv_step_gpu_set_comm, issue #8), on one tiny fixture
+ * (llama_tied, 2 layers, as both nets; B = 3, L = 2; ~10 gradient buckets):
+ * world 1 through rv_comm_identity is bit-identical to no communicator; 2
+ * and 3 ranks as threads over the fake group of lib/comm_local.c (each
+ * with its own handle; rank r takes micro-batches r, r + N, ...; in world
+ * 3 one rank has none) end with bit-identical gradients on every rank,
+ * equal to 1e-6 relative to the same terms summed in another order (world
+ * 3: one handle running every micro-batch; world 2: the host sum of the
+ * per-micro-batch gradients; measured <= 1e-7) and bit-identical to
+ * the rank-order sum of each rank's share computed on a handle without a
+ * communicator (per-micro-batch gradients G_k where a share is one
+ * micro-batch: the device accumulates from zero exactly as G_k's run does;
+ * the fake sums in rank order); every bucket is issued during the final
+ * micro-batch, the first before the retriever's backward has written
+ * anything; allreduce_host sums. The threaded cases need host pointers and
+ * run on the emulator only (SKIP with a real device). */
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "adamw.h"
+#include "comm.h"
 #include "cuda_ops.h"
 #include "error.h"
 #include "half.h"
@@ -402,6 +422,581 @@ done:
     rv_model_free(m);
 }
 
+/* ================================================================ data parallelism */
+/* One fixture and one set of references (all from handles without a
+ * communicator) serve every case; the emulator is slow (a micro-batch of
+ * this size takes ~1-2 s), so each micro-batch is run as few times as the
+ * checks allow and the references are computed by two threads at once. */
+#define DP_K 3            /* micro-batches of the optimiser step (world 3: the first 2) */
+#define DP_B 3            /* >= 3: with 2 chunks W's softmax is over one entry and the retriever gets no gradient */
+#define DP_L 2
+#define DP_BUCKET_BYTES (8 << 10)   /* the fixture has ~70 KiB of gradients: about 10 buckets */
+#define DP_SUM_TOL 1e-6   /* all-reduced vs one handle: the same terms summed in another order */
+
+typedef struct {
+    rv_model *m;
+    rv_train_base base;
+    rv_train_net r, l;                 /* the decoders every handle reads; their grads unused */
+    int32_t ids[DP_K][3 * DP_B * DP_L];
+    int len[DP_K][3 * DP_B];
+    rv_step_opts opts;
+    size_t total_floats;               /* device accumulator floats (each tensor padded to 4), both nets */
+    size_t retr_floats;                /* the retriever's part: the lowest addresses */
+} dp_fixture;
+
+/* Host gradients of both nets in the nets' flat layouts, owned here. */
+typedef struct {
+    float *r, *l;
+    rv_step_layer_grads *rv, *lv;
+} dp_grads;
+
+/* The references: G_k = micro-batch k alone; share02 = micro-batches 0
+ * and 2 on one handle (rank 0's share in world 2, accumulated as its
+ * device does; also world 3's single-handle sum, whose two micro-batches
+ * are 0 and 2). World 2's sum of all three is compared with the host sum
+ * ((G_0 + G_1) + G_2) rather than a third single-handle run: both differ
+ * from the all-reduced sum only in summation order, and every emulated
+ * micro-batch costs seconds. */
+typedef struct {
+    dp_grads g[DP_K], share02;
+    double loss[DP_K];                 /* each micro-batch's loss (its G_k run) */
+    double loss02[2];                  /* share02's run */
+} dp_refs;
+
+static dp_fixture dpf;
+static dp_refs dpr;
+static int dp_state;                   /* 0: not set up, 1: ready, -1: failed */
+
+static size_t pad4_(size_t n) { return (n + 3) & ~(size_t)3; }
+
+static int dp_grads_init(dp_grads *gr, const dp_fixture *f)
+{
+    const int nl = f->base.n_layers;
+    gr->r = calloc(f->r.n_params, sizeof(float));
+    gr->l = calloc(f->l.n_params, sizeof(float));
+    gr->rv = calloc((size_t)nl, sizeof *gr->rv);
+    gr->lv = calloc((size_t)nl, sizeof *gr->lv);
+    if (!gr->r || !gr->l || !gr->rv || !gr->lv)
+        return rv_error_set("out of memory");
+    for (int i = 0; i < 2; i++) {   /* the same offsets as the net's own views */
+        const rv_train_net *n = i ? &f->l : &f->r;
+        float *base = i ? gr->l : gr->r;
+        rv_step_layer_grads *v = i ? gr->lv : gr->rv;
+        for (int l = 0; l < nl; l++)
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                if (n->layer_grads[l].lora_a[p])
+                    v[l].lora_a[p] = base + (n->layer_grads[l].lora_a[p] - n->grads);
+                if (n->layer_grads[l].lora_b[p])
+                    v[l].lora_b[p] = base + (n->layer_grads[l].lora_b[p] - n->grads);
+            }
+    }
+    return 0;
+}
+
+static void dp_grads_zero(dp_grads *gr, const dp_fixture *f)
+{
+    memset(gr->r, 0, f->r.n_params * sizeof(float));
+    memset(gr->l, 0, f->l.n_params * sizeof(float));
+}
+
+static void dp_grads_free(dp_grads *gr)
+{
+    free(gr->r);
+    free(gr->l);
+    free(gr->rv);
+    free(gr->lv);
+    memset(gr, 0, sizeof *gr);
+}
+
+/* Micro-batch k through g. */
+static int dp_step(rv_step_gpu *g, const dp_fixture *f, int k, double *loss)
+{
+    const size_t n = (size_t)DP_B * DP_L;
+    const int32_t *ids = f->ids[k];
+    const int *len = f->len[k];
+    rv_step_batch bt = {DP_B, DP_L, ids, ids + n, ids + 2 * n, len, len + DP_B, len + 2 * DP_B};
+    rv_step_result res = {0};
+    if (rv_step_gpu_step(g, &bt, &f->opts, NULL, &res) != 0)
+        return -1;
+    if (loss)
+        *loss = res.loss;
+    return 0;
+}
+
+/* Micro-batches ks[0..nk) through g, then their gradients into gr (zeroed
+ * first); mark_final before the last when final. */
+static int dp_run(rv_step_gpu *g, const dp_fixture *f, const int *ks, int nk, int final, dp_grads *gr,
+                  double *losses)
+{
+    dp_grads_zero(gr, f);
+    for (int i = 0; i < nk; i++)
+        if ((final && i == nk - 1 && rv_step_gpu_mark_final(g) != 0) ||
+            dp_step(g, f, ks[i], losses ? &losses[i] : NULL) != 0)
+            return -1;
+    return rv_step_gpu_take_grads(g, gr->rv, gr->lv);
+}
+
+/* Floats that differ (== : -0 and +0 are the same sum). */
+static size_t dp_count_diff(const float *a, const float *b, size_t n)
+{
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        d += !(a[i] == b[i]);
+    return d;
+}
+
+static size_t dp_diff(const dp_grads *a, const dp_grads *b)
+{
+    return dp_count_diff(a->r, b->r, dpf.r.n_params) + dp_count_diff(a->l, b->l, dpf.l.n_params);
+}
+
+/* A list of reference runs on one plain handle (one thread). */
+typedef struct {
+    int n;
+    struct {
+        int ks[DP_K], nk, final;
+        dp_grads *out;
+        double *losses;
+    } run[3];
+    int rc;
+    char err[512];
+} dp_ref_job;
+
+static void *dp_ref_main(void *arg)
+{
+    dp_ref_job *j = arg;
+    rv_step_gpu *g = rv_step_gpu_open(&dpf.r.dec, &dpf.l.dec, 0, RV_WT_F32);
+    j->rc = g ? 0 : -1;
+    for (int i = 0; i < j->n && j->rc == 0; i++)
+        j->rc = dp_run(g, &dpf, j->run[i].ks, j->run[i].nk, j->run[i].final, j->run[i].out, j->run[i].losses);
+    if (j->rc != 0)
+        snprintf(j->err, sizeof j->err, "%s", rv_error_get());
+    rv_step_gpu_close(g);
+    return NULL;
+}
+
+/* The fixture (llama_tied, 2 layers, as both nets; random adapters and
+ * micro-batches) and the references, once. */
+static int dp_setup(void)
+{
+    if (dp_state)
+        return dp_state > 0 ? 0 : -1;
+    dp_state = -1;
+    dp_fixture *f = &dpf;
+    if (!(f->m = rv_model_load(fixture("llama_tied"))) || rv_train_base_init(&f->base, f->m) != 0 ||
+        rv_train_net_init(&f->r, &f->base, 4, 8, 0x7f, 11, 1, 0) != 0 ||
+        rv_train_net_init(&f->l, &f->base, 4, 8, 0x7f, 11, 2, 1) != 0)
+        return -1;
+    for (size_t i = 0; i < f->r.n_params; i++)
+        f->r.params[i] = (float)(0.2 * (urand() - 0.5));
+    for (size_t i = 0; i < f->l.n_params; i++)
+        f->l.params[i] = (float)(0.2 * (urand() - 0.5));
+    for (int k = 0; k < DP_K; k++)
+        for (int v = 0; v < 3; v++)
+            for (int b = 0; b < DP_B; b++) {
+                f->len[k][v * DP_B + b] = b == 0 ? DP_L : 2 + (int)(test_rand() % (unsigned)(DP_L - 1));
+                for (int t = 0; t < DP_L; t++)
+                    f->ids[k][(v * DP_B + b) * DP_L + t] = 3 + (int32_t)(test_rand() % 250);
+            }
+    f->opts.tau = 0.5;
+    f->opts.v_norm = 1;
+    f->opts.v_norm_eps = 1e-6f;
+    f->opts.similarity = RV_SIM_FP32;
+    /* what the step's accumulators hold (revela_step_gpu.cu: A then B per
+     * projection, each padded to 4 floats), to find the retriever's range */
+    for (int i = 0; i < 2; i++) {
+        const rv_train_net *n = i ? &f->l : &f->r;
+        size_t sum = 0;
+        for (int l = 0; l < f->base.n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                size_t oa, ob;
+                int in, out;
+                if (rv_train_net_tensor(n, l, p, &oa, &ob, &in, &out))
+                    sum += pad4_((size_t)n->rank * in) + pad4_((size_t)out * n->rank);
+            }
+        f->total_floats += sum;
+        if (i == 0)
+            f->retr_floats = sum;
+    }
+    dp_grads *all[4] = {&dpr.g[0], &dpr.g[1], &dpr.g[2], &dpr.share02};
+    for (int i = 0; i < 4; i++)
+        if (dp_grads_init(all[i], f) != 0)
+            return -1;
+    /* 2 + 3 micro-batches in two threads; share02 with mark_final, a no-op
+     * without a communicator (world 1 compares against it bitwise) */
+    dp_ref_job job[2];
+    memset(job, 0, sizeof job);
+    job[0].n = 1;
+    job[0].run[0].nk = 2, job[0].run[0].ks[0] = 0, job[0].run[0].ks[1] = 2, job[0].run[0].final = 1;
+    job[0].run[0].out = &dpr.share02, job[0].run[0].losses = dpr.loss02;
+    job[1].n = 3;
+    for (int k = 0; k < DP_K; k++) {
+        job[1].run[k].nk = 1, job[1].run[k].ks[0] = k;
+        job[1].run[k].out = &dpr.g[k], job[1].run[k].losses = &dpr.loss[k];
+    }
+    pthread_t th[2];
+    int started = 0;
+    for (; started < 2; started++)
+        if (pthread_create(&th[started], NULL, dp_ref_main, &job[started]) != 0)
+            break;
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (started < 2)
+        return rv_error_set("pthread_create failed");
+    for (int i = 0; i < 2; i++)
+        if (job[i].rc != 0)
+            return rv_error_set("reference runs: %s", job[i].err);
+    /* both nets' gradients must be non-trivial, or the checks below prove little */
+    double mr = 0, ml = 0;
+    for (size_t i = 0; i < f->r.n_params; i++)
+        mr = fabs(dpr.share02.r[i]) > mr ? fabs(dpr.share02.r[i]) : mr;
+    for (size_t i = 0; i < f->l.n_params; i++)
+        ml = fabs(dpr.share02.l[i]) > ml ? fabs(dpr.share02.l[i]) : ml;
+    if (!(mr > 1e-6 && ml > 1e-6))
+        return rv_error_set("reference gradients are (nearly) zero: max |retriever| %g, max |lm| %g", mr, ml);
+    dp_state = 1;
+    return 0;
+}
+
+static void dp_teardown(void)
+{
+    dp_grads *all[4] = {&dpr.g[0], &dpr.g[1], &dpr.g[2], &dpr.share02};
+    for (int i = 0; i < 4; i++)
+        dp_grads_free(all[i]);
+    rv_train_net_free(&dpf.r);
+    rv_train_net_free(&dpf.l);
+    rv_train_base_free(&dpf.base);
+    rv_model_free(dpf.m);
+}
+
+/* World 1: through the identity communicator (several buckets, the last
+ * micro-batch marked final) the gradients and losses are bit-identical to
+ * a handle without one. Also: a step or allreduce_host between the final
+ * micro-batch and take_grads is refused; the identity leaves host sums
+ * alone; set_comm NULL detaches. (A rank that never calls mark_final: the
+ * idle rank of world 3.) */
+static void dp_world1_identity(void)
+{
+    REQUIRE(dp_setup() == 0, "set-up: %s", rv_error_get());
+    const dp_fixture *f = &dpf;
+    dp_grads got = {0};
+    rv_step_gpu *g = NULL;
+    if (dp_grads_init(&got, f) != 0 || !(g = rv_step_gpu_open(&f->r.dec, &f->l.dec, 0, RV_WT_F32))) {
+        CHECK(0, "open: %s", rv_error_get());
+        goto done;
+    }
+    CHECK(rv_step_gpu_context(g) != NULL, "no context");
+    if (rv_step_gpu_set_comm_buckets(g, rv_comm_identity(), DP_BUCKET_BYTES) != 0) {
+        CHECK(0, "set_comm: %s", rv_error_get());
+        goto done;
+    }
+    /* micro-batches 0 and 2, the second marked final; then the refusals */
+    double loss[2];
+    dp_grads_zero(&got, f);
+    int ok = dp_step(g, f, 0, &loss[0]) == 0 && rv_step_gpu_mark_final(g) == 0 && dp_step(g, f, 2, &loss[1]) == 0;
+    CHECK(ok, "identity: %s", rv_error_get());
+    if (!ok)
+        goto done;
+    float stat[2] = {1.5f, -2.0f};
+    CHECK(dp_step(g, f, 1, NULL) == -1 && strstr(rv_error_get(), "after the final"),
+          "a step after the final one was not refused: %s", rv_error_get());
+    CHECK(rv_step_gpu_allreduce_host(g, stat, 2) == -1 && strstr(rv_error_get(), "take_grads"),
+          "allreduce_host in the final window was not refused: %s", rv_error_get());
+    CHECK(rv_step_gpu_take_grads(g, got.rv, got.lv) == 0, "take_grads: %s", rv_error_get());
+    CHECK(rv_step_gpu_allreduce_host(g, stat, 2) == 0 && stat[0] == 1.5f && stat[1] == -2.0f,
+          "identity allreduce_host changed the values: %g %g (%s)", stat[0], stat[1], rv_error_get());
+    size_t d = dp_diff(&got, &dpr.share02);
+    CHECK(d == 0, "world 1 gradients differ from no communicator in %zu floats", d);
+    CHECK(memcmp(loss, dpr.loss02, sizeof loss) == 0, "world 1 losses %.17g %.17g vs %.17g %.17g", loss[0], loss[1],
+          dpr.loss02[0], dpr.loss02[1]);
+    CHECK(rv_step_gpu_mark_final(g) == 0 && rv_step_gpu_set_comm(g, NULL) == 0 && rv_step_gpu_mark_final(g) == 0 &&
+              rv_step_gpu_allreduce_host(g, stat, 2) == 0 && stat[0] == 1.5f,
+          "detaching: %s", rv_error_get());
+    printf("  world 1 through the identity: gradients and losses of 2 micro-batches bit-identical to no "
+           "communicator\n");
+done:
+    rv_step_gpu_close(g);
+    dp_grads_free(&got);
+}
+
+#ifdef RV_CUDA_EMULATE   /* the threaded cases: the fake sums host memory */
+/* A communicator that forwards to a fake rank and notes, at the first
+ * all-reduce it starts, whether the retriever's accumulators were still
+ * all zero (their backward runs after the LM's). */
+typedef struct {
+    rv_comm comm;
+    rv_comm *inner;
+    size_t n_starts;
+    int first_saw_zero_retriever;   /* -1: no all-reduce started */
+} dp_spy;
+
+static int spy_rank(const rv_comm *c) { return rv_comm_rank(((const dp_spy *)c->impl)->inner); }
+static int spy_world(const rv_comm *c) { return rv_comm_world_size(((const dp_spy *)c->impl)->inner); }
+static long spy_start(rv_comm *c, float *buf, size_t n)
+{
+    dp_spy *s = c->impl;
+    if (s->n_starts++ == 0) {
+        /* the first bucket is the top of the accumulators (the LM's last
+         * layer), which are total_floats long with the retriever's at the
+         * bottom; emulated device pointers are host pointers */
+        const float *bottom = buf + n - dpf.total_floats;
+        int zero = 1;
+        for (size_t i = 0; i < dpf.retr_floats; i++)
+            zero &= bottom[i] == 0.0f;
+        s->first_saw_zero_retriever = zero;
+    }
+    return s->inner->allreduce_start(s->inner, buf, n);
+}
+static int spy_wait(rv_comm *c, long t)
+{
+    dp_spy *s = c->impl;
+    return s->inner->wait(s->inner, t);
+}
+static int spy_broadcast(rv_comm *c, void *buf, size_t bytes, int root)
+{
+    dp_spy *s = c->impl;
+    return s->inner->broadcast(s->inner, buf, bytes, root);
+}
+static int spy_barrier(rv_comm *c)
+{
+    dp_spy *s = c->impl;
+    return s->inner->barrier(s->inner);
+}
+static int spy_divide(rv_comm *c, float *buf, size_t n, float d)
+{
+    dp_spy *s = c->impl;
+    return s->inner->divide(s->inner, buf, n, d);
+}
+static void spy_close(rv_comm *c) {}
+
+typedef struct {
+    rv_comm_fake *fake;
+    int rank, world, n_micro;
+    const int *micro;               /* the step's micro-batches (fixture indices) */
+    dp_spy spy;
+    dp_grads gr;
+    float stats[2];                 /* loss sum, micro-batches: summed by allreduce_host */
+    size_t allreduce_before_take;
+    int rc;
+    char err[512];
+} dp_rank;
+
+static void *dp_rank_main(void *arg)
+{
+    dp_rank *r = arg;
+    rv_step_gpu *g = rv_step_gpu_open(&dpf.r.dec, &dpf.l.dec, 0, RV_WT_F32);
+    r->rc = -1;
+    if (!g || rv_step_gpu_set_comm_buckets(g, &r->spy.comm, DP_BUCKET_BYTES) != 0)
+        goto out;
+    dp_grads_zero(&r->gr, &dpf);
+    float lsum = 0;
+    int nk = 0;
+    for (int j = r->rank; j < r->n_micro; j += r->world, nk++) {   /* rank r: j = r, r + N, ... */
+        double loss;
+        if ((j + r->world >= r->n_micro && rv_step_gpu_mark_final(g) != 0) ||
+            dp_step(g, &dpf, r->micro[j], &loss) != 0)
+            goto out;
+        lsum += (float)loss;
+    }
+    r->allreduce_before_take = 0;
+    for (size_t i = 0; i < rv_comm_fake_n_ops(r->fake, r->rank); i++)
+        r->allreduce_before_take += rv_comm_fake_op_at(r->fake, r->rank, i)->kind == RV_COMM_OP_ALLREDUCE;
+    if (rv_step_gpu_take_grads(g, r->gr.rv, r->gr.lv) != 0)
+        goto out;
+    r->stats[0] = lsum;
+    r->stats[1] = (float)nk;
+    if (rv_step_gpu_allreduce_host(g, r->stats, 2) != 0)
+        goto out;
+    r->rc = 0;
+out:
+    if (r->rc != 0)
+        snprintf(r->err, sizeof r->err, "%s", rv_error_get());
+    rv_step_gpu_close(g);
+    return NULL;
+}
+
+/* world ranks as threads, each with its own handle, share the step's
+ * micro-batches: world 2 the fixture's 0, 1, 2 (rank 0: 0 and 2, rank 1:
+ * 1); world 3 the fixture's 0 and 2 (rank 2: none). */
+static void dp_threads(int world)
+{
+    static const int micro2[] = {0, 1, 2}, micro3[] = {0, 2};
+    const int *micro = world == 2 ? micro2 : micro3, n_micro = world == 2 ? 3 : 2;
+    REQUIRE(world == 2 || world == 3, "references exist for worlds 2 and 3");
+    REQUIRE(dp_setup() == 0, "set-up: %s", rv_error_get());
+    const dp_fixture *f = &dpf;
+    dp_rank ranks[3];
+    pthread_t th[3];
+    dp_grads expect = {0}, hostsum = {0};
+    rv_comm_fake *fake = NULL;
+    memset(ranks, 0, sizeof ranks);
+    /* each rank's local sum, from the references: one micro-batch k is
+     * G_k (the device accumulates from zero exactly as G_k's run did), rank
+     * 0 of world 2 has 0 and 2 (share02, run on one handle), none is
+     * zeros; the fake sums in rank order, ((rank 0 + rank 1) + rank 2) */
+    const dp_grads *local[3] = {NULL, NULL, NULL};
+    for (int r = 0; r < world; r++) {
+        int nk = 0;
+        for (int j = r; j < n_micro; j += world)
+            nk++;
+        local[r] = nk == 0 ? NULL : nk == 2 ? &dpr.share02 : &dpr.g[micro[r]];
+        REQUIRE(nk <= 1 || (world == 2 && r == 0), "no reference for rank %d of %d", r, world);
+    }
+    /* all of the step's micro-batches summed another way: world 3, on
+     * one handle (share02); world 2, on the host ((G_0 + G_1) + G_2) */
+    if (dp_grads_init(&hostsum, f) != 0) {
+        CHECK(0, "%s", rv_error_get());
+        goto done;
+    }
+    for (int k = 0; k < DP_K; k++) {
+        for (size_t i = 0; i < f->r.n_params; i++)
+            hostsum.r[i] += dpr.g[k].r[i];
+        for (size_t i = 0; i < f->l.n_params; i++)
+            hostsum.l[i] += dpr.g[k].l[i];
+    }
+    const dp_grads *single = world == 2 ? &hostsum : &dpr.share02;
+    if (dp_grads_init(&expect, f) != 0) {
+        CHECK(0, "%s", rv_error_get());
+        goto done;
+    }
+    for (int r = 0; r < world; r++) {
+        const dp_grads *s = local[r];
+        for (size_t i = 0; i < f->r.n_params; i++)
+            expect.r[i] = r == 0 ? (s ? s->r[i] : 0.0f) : expect.r[i] + (s ? s->r[i] : 0.0f);
+        for (size_t i = 0; i < f->l.n_params; i++)
+            expect.l[i] = r == 0 ? (s ? s->l[i] : 0.0f) : expect.l[i] + (s ? s->l[i] : 0.0f);
+    }
+    float lsum_expect = 0;   /* allreduce_host: the per-rank float sums, in rank order */
+    for (int r = 0; r < world; r++) {
+        float ls = 0;
+        for (int j = r; j < n_micro; j += world)
+            ls += (float)dpr.loss[micro[j]];
+        lsum_expect = r == 0 ? ls : lsum_expect + ls;
+    }
+
+    if (!(fake = rv_comm_fake_new(world))) {
+        CHECK(0, "%s", rv_error_get());
+        goto done;
+    }
+    rv_comm_fake_set_delay(fake, 200, 77);   /* shake the interleaving of the ranks */
+    /* a rank legitimately waits for another's extra micro-batch (a few
+     * seconds, more under load or ASan); a broken collective order fails
+     * after this per wait instead of hanging */
+    rv_comm_fake_set_timeout(fake, 20);
+    for (int r = 0; r < world; r++) {
+        dp_rank *rk = &ranks[r];
+        rk->fake = fake;
+        rk->rank = r;
+        rk->world = world;
+        rk->n_micro = n_micro;
+        rk->micro = micro;
+        rk->spy.inner = rv_comm_fake_rank(fake, r);
+        rk->spy.first_saw_zero_retriever = -1;
+        rk->spy.comm = (rv_comm){"fake", 0, spy_rank, spy_world, spy_start, spy_wait, spy_broadcast, spy_barrier,
+                                 spy_divide, spy_close, &rk->spy};
+        if (dp_grads_init(&rk->gr, f) != 0) {
+            CHECK(0, "%s", rv_error_get());
+            goto done;
+        }
+    }
+    int started = 0;
+    for (; started < world; started++)
+        if (pthread_create(&th[started], NULL, dp_rank_main, &ranks[started]) != 0)
+            break;
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+    REQUIRE(started == world, "pthread_create failed");   /* (leaks on this path only) */
+
+    for (int r = 0; r < world; r++)
+        CHECK(ranks[r].rc == 0, "world %d rank %d: %s", world, r, ranks[r].err);
+    if (ranks[0].rc != 0)
+        goto done;
+    const dp_grads *got = &ranks[0].gr;
+    double er = rel_err(got->r, single->r, f->r.n_params, 1e-30), el = rel_err(got->l, single->l, f->l.n_params, 1e-30);
+    size_t d = dp_diff(got, &expect);
+    CHECK(er <= DP_SUM_TOL && el <= DP_SUM_TOL, "world %d: vs %s: retriever rel %.3g, lm rel %.3g", world,
+          world == 2 ? "the host sum of G_k" : "one handle", er, el);
+    CHECK(d == 0, "world %d: %zu floats differ from the rank-order sum of the per-rank sums", world, d);
+    for (int r = 1; r < world; r++)
+        CHECK(ranks[r].rc != 0 || (memcmp(ranks[r].gr.r, got->r, f->r.n_params * sizeof(float)) == 0 &&
+                                   memcmp(ranks[r].gr.l, got->l, f->l.n_params * sizeof(float)) == 0),
+              "world %d: rank %d's gradients are not bit-identical to rank 0's", world, r);
+    /* overlap: every rank with a micro-batch issued all its buckets during
+     * its final micro-batch (before take_grads), the first before the
+     * retriever's backward had written anything when that micro-batch was
+     * its only one (accumulators start at zero); an idle rank issues them
+     * all in take_grads. Every rank: the same number of all-reduces. */
+    size_t buckets = 0;
+    for (int r = 0; r < world; r++) {
+        const dp_rank *rk = &ranks[r];
+        int nk = 0;
+        for (int j = r; j < n_micro; j += world)
+            nk++;
+        size_t ar = 0, n_ops = rv_comm_fake_n_ops(fake, r);
+        for (size_t i = 0; i < n_ops; i++)
+            ar += rv_comm_fake_op_at(fake, r, i)->kind == RV_COMM_OP_ALLREDUCE;
+        if (r == 0)
+            buckets = ar - 1;   /* one is allreduce_host's */
+        CHECK(ar == buckets + 1, "world %d rank %d: %zu all-reduces, rank 0 %zu", world, r, ar, buckets + 1);
+        if (nk > 0)
+            CHECK(rk->allreduce_before_take == buckets, "world %d rank %d: %zu of %zu buckets issued before take_grads",
+                  world, r, rk->allreduce_before_take, buckets);
+        else
+            CHECK(rk->allreduce_before_take == 0,
+                  "world %d rank %d (no micro-batch): %zu all-reduces before take_grads", world, r,
+                  rk->allreduce_before_take);
+        if (nk == 1)
+            CHECK(rk->spy.first_saw_zero_retriever == 1,
+                  "world %d rank %d: the first bucket was issued after the retriever's backward had begun (%d)", world,
+                  r, rk->spy.first_saw_zero_retriever);
+        CHECK(rk->stats[1] == (float)n_micro && rk->stats[0] == lsum_expect,
+              "world %d rank %d: allreduce_host gave %.9g over %g micro-batches, expected %.9g over %d", world, r,
+              rk->stats[0], rk->stats[1], lsum_expect, n_micro);
+    }
+    CHECK(buckets >= 2, "world %d: %zu buckets (the test wants several)", world, buckets);
+    printf("  world %d, %d micro-batches: %zu buckets, issued during each rank's final micro-batch; ranks "
+           "bit-identical; vs %s rel %.2e (retriever) %.2e (lm); rank-order sum of per-rank sums: bitwise\n",
+           world, n_micro, buckets, world == 2 ? "host sum of G_k" : "one handle", er, el);
+done:
+    dp_grads_free(&hostsum);
+    rv_comm_fake_free(fake);
+    dp_grads_free(&expect);
+    for (int r = 0; r < 3; r++)
+        dp_grads_free(&ranks[r].gr);
+}
+
+/* RV_EMU_DEVICES=N: the emulator reports N devices, all the same CPU, so
+ * `rv-train --gpus N` can run one rank per device on it. */
+static void emu_devices(void)
+{
+    const char *why = "", *old = getenv("RV_EMU_DEVICES");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("RV_EMU_DEVICES", "3", 1);
+    CHECK(rv_cuda_device_count(&why) == 3, "RV_EMU_DEVICES=3: %d devices (%s)", rv_cuda_device_count(NULL), why);
+    CHECK(rv_cuda_check_device(2) == 0, "device 2 of 3: %s", rv_error_get());
+    CHECK(rv_cuda_check_device(3) == -1 && strstr(rv_error_get(), "does not exist"), "device 3 of 3: %s",
+          rv_error_get());
+    rv_cuda *c = rv_cuda_open(2);
+    CHECK(c != NULL, "opening device 2 of 3: %s", rv_error_get());
+    rv_cuda_close(c);
+    unsetenv("RV_EMU_DEVICES");   /* the default: one */
+    CHECK(rv_cuda_device_count(NULL) == 1, "default: %d devices", rv_cuda_device_count(NULL));
+    c = rv_cuda_open(1);
+    CHECK(c == NULL, "device 1 opened with one device");
+    rv_cuda_close(c);
+    if (saved)
+        setenv("RV_EMU_DEVICES", saved, 1);
+    free(saved);
+}
+
+/* 2 ranks, 3 micro-batches: rank 0 takes two, rank 1 one. */
+static void dp_world2_fake(void) { dp_threads(2); }
+
+/* 3 ranks, 2 micro-batches: rank 2 has none (and never calls mark_final)
+ * and still joins every collective, in the same order. */
+static void dp_world3_fake_idle_rank(void) { dp_threads(3); }
+#endif
+
 int main(void)
 {
 #ifdef RV_CUDA_EMULATE
@@ -420,6 +1015,17 @@ int main(void)
     RUN_TEST(shared_llama_dropout);
     RUN_TEST(qwen_llama_bf16);
     RUN_TEST(refuses_unsupported);
+    RUN_TEST(dp_world1_identity);
+#ifdef RV_CUDA_EMULATE
+    RUN_TEST(emu_devices);
+    RUN_TEST(dp_world2_fake);
+    RUN_TEST(dp_world3_fake_idle_rank);
+#else   /* the fake communicator sums host memory; the device accumulators are not */
+    printf("SKIP step-gpu/emu_devices (RV_EMU_DEVICES: emulator only)\n");
+    printf("SKIP step-gpu/dp_world2_fake (host-memory fake communicator: emulator only)\n");
+    printf("SKIP step-gpu/dp_world3_fake_idle_rank (host-memory fake communicator: emulator only)\n");
+#endif
+    dp_teardown();
     printf("  worst: loss rel %.2e (tol %.0e), gradient rel %.2e (tol %.0e), later-step loss rel %.2e (tol %.0e)\n",
            worst_loss, LOSS_TOL, worst_grad, GRAD_TOL, worst_curve, CURVE_TOL);
     TEST_EXIT();
