@@ -111,6 +111,7 @@ typedef struct {
      * one transfer per optimiser step each way */
     size_t n_lora;
     float *lora, *grad, *stage;
+    float *m, *v;                 /* AdamW's moments, same layout (rv_step_gpu_optim_upload) */
 } dnet;
 
 typedef struct {
@@ -185,6 +186,7 @@ struct rv_step_gpu {
     int final_done;               /* a final step has run (or failed): take_grads comes next */
     float *host_sum;              /* device staging of rv_step_gpu_allreduce_host (NCCL) */
     size_t host_sum_n;
+    double *ss;                   /* the optimiser's sum of squares (a device double) */
 };
 
 /* ---------------------------------------------------------------- dropout kernels */
@@ -1229,5 +1231,153 @@ extern "C" int rv_step_gpu_allreduce_host(rv_step_gpu *g, float *buf, size_t n)
         rv_comm_allreduce_sum(g->comm, g->host_sum, n) != 0 ||
         rv_cuda_download(g->c, buf, g->host_sum, n * sizeof(float)) != 0)
         return rv_error_prefix("revela step on cuda: summing %zu host values (%s)", n, g->comm->name);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the optimiser on the device */
+
+/* One net's moments (or, with m == v == NULL, nothing) between the tool's
+ * host arrays, laid out like its flat parameter array `params` (a tensor at
+ * the offset of the decoder's lora_a / lora_b pointer from params), and the
+ * packed device arrays, through the staging array. Pads stay zero. */
+static int moments_transfer(rv_step_gpu *g, dnet *d, const float *params, float *m_host, float *v_host, int up)
+{
+    const rv_step_decoder *m = d->host;
+    float *host[2] = {m_host, v_host}, *dev[2] = {d->m, d->v};
+    for (int k = 0; k < 2; k++) {
+        if (up && !host[k]) {   /* fresh moments */
+            if (dzero(g->c, dev[k], d->n_lora * sizeof(float)) != 0)
+                return -1;
+            continue;
+        }
+        if (up)
+            memset(d->stage, 0, d->n_lora * sizeof(float));
+        else if (rv_cuda_download(g->c, d->stage, dev[k], d->n_lora * sizeof(float)) != 0)
+            return -1;
+        for (int l = 0; l < m->n_layers; l++)
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                const rv_lora_linear *hp = &m->layers[l].proj[p];
+                const dproj *dp = &d->layers[l].proj[p];
+                if (dp->rank <= 0)
+                    continue;
+                const size_t na = (size_t)dp->rank * dp->in, nb = (size_t)dp->out * dp->rank;
+                float *ha = host[k] + (hp->lora_a - params), *hb = host[k] + (hp->lora_b - params);
+                float *sa = d->stage + (dp->a - d->lora), *sb = d->stage + (dp->b - d->lora);
+                memcpy(up ? sa : ha, up ? ha : sa, na * sizeof(float));
+                memcpy(up ? sb : hb, up ? hb : sb, nb * sizeof(float));
+            }
+        if (up && rv_cuda_upload(g->c, dev[k], d->stage, d->n_lora * sizeof(float)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Every adapter tensor of a net must lie inside the tool's parameter array
+ * (its offsets are taken from it). */
+static int check_params_base(const dnet *d, const float *params, const char *who)
+{
+    const rv_step_decoder *m = d->host;
+    for (int l = 0; l < m->n_layers; l++)
+        for (int p = 0; p < RV_N_PROJ; p++)
+            if (d->layers[l].proj[p].rank > 0 &&
+                (!params || m->layers[l].proj[p].lora_a < params || m->layers[l].proj[p].lora_b < params))
+                return rv_error_set("revela step on cuda: optimiser state: the %s's layers.%d.%s adapter is not in "
+                                    "its parameter array",
+                                    who, l, rv_proj_names[p]);
+    return 0;
+}
+
+extern "C" int rv_step_gpu_optim_upload(rv_step_gpu *g, const float *r_params, const float *r_m, const float *r_v,
+                                        const float *l_params, const float *l_m, const float *l_v)
+{
+    const float *base[2] = {r_params, l_params}, *mh[2] = {r_m, l_m}, *vh[2] = {r_v, l_v};
+    static const char *who[2] = {"retriever", "LM"};
+    for (int i = 0; i < 2; i++)
+        if (g->net[i].n_lora && check_params_base(&g->net[i], base[i], who[i]) != 0)
+            return -1;
+    if (!g->ss && !(g->ss = (double *)dev_take(g->c, &g->weights, sizeof(double), "the gradient norm")))
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        dnet *d = &g->net[i];
+        if (d->n_lora == 0)
+            continue;
+        if (!d->m && (!(d->m = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "AdamW's moments")) ||
+                      !(d->v = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "AdamW's moments"))))
+            return -1;
+        /* moments_transfer only reads the host arrays when up */
+        if (moments_transfer(g, d, base[i], (float *)mh[i], (float *)vh[i], 1) != 0)
+            return -1;
+    }
+    return rv_step_gpu_load_lora(g);
+}
+
+extern "C" int rv_step_gpu_optim_step(rv_step_gpu *g, const rv_step_gpu_optim *o, double *grad_norm)
+{
+    if (!g->ss)
+        return rv_error_set("revela step on cuda: optim_step before optim_upload");
+    if (o->t < 1 || !(o->grad_scale > 0))
+        return rv_error_set("revela step on cuda: optim_step: bad step %ld or gradient scale %g", o->t,
+                            (double)o->grad_scale);
+    if (g->buckets && finish_allreduce(g) != 0)   /* the sum over the ranks, as take_grads */
+        return -1;
+    /* the host path's operations (cmd/rv-train.c host_update): mean, norm of
+     * the retriever's (and unless frozen the LM's) gradients, clip, AdamW */
+    if (dzero(g->c, g->ss, sizeof(double)) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        dnet *d = &g->net[i];
+        if (d->n_lora == 0)
+            continue;
+        if (rv_cuda_scale(g->c, d->n_lora, d->grad, o->grad_scale) != 0 ||
+            ((i == 0 || o->norm_lm) && rv_cuda_sum_squares(g->c, d->n_lora, d->grad, g->ss) != 0))
+            return -1;
+    }
+    double ss = 0;
+    if (rv_cuda_download(g->c, &ss, g->ss, sizeof ss) != 0)
+        return -1;
+    const double norm = sqrt(ss), clip = rv_clip_factor(norm, o->clip_norm);
+    const int update[2] = {o->update_retriever, o->update_lm};
+    for (int i = 0; i < 2; i++) {
+        dnet *d = &g->net[i];
+        if (d->n_lora == 0)
+            continue;
+        if ((clip != 1.0 && rv_cuda_scale(g->c, d->n_lora, d->grad, (float)clip) != 0) ||
+            (update[i] && rv_cuda_adamw_update(g->c, d->n_lora, d->lora, d->grad, d->m, d->v, o->t, &o->adam) != 0) ||
+            dzero(g->c, d->grad, d->n_lora * sizeof(float)) != 0)
+            return -1;
+    }
+    *grad_norm = norm;
+    return 0;
+}
+
+extern "C" int rv_step_gpu_optim_download(rv_step_gpu *g, const float *r_params, float *r_m, float *r_v,
+                                          const float *l_params, float *l_m, float *l_v)
+{
+    const float *base[2] = {r_params, l_params};
+    float *mh[2] = {r_m, l_m}, *vh[2] = {r_v, l_v};
+    static const char *who[2] = {"retriever", "LM"};
+    if (!g->ss)
+        return rv_error_set("revela step on cuda: optim_download before optim_upload");
+    for (int i = 0; i < 2; i++) {
+        dnet *d = &g->net[i];
+        const rv_step_decoder *m = d->host;
+        if (d->n_lora == 0)
+            continue;
+        if (check_params_base(d, base[i], who[i]) != 0 || !mh[i] || !vh[i])
+            return rv_error_set("revela step on cuda: optim_download: no arrays for the %s's moments", who[i]);
+        if (moments_transfer(g, d, base[i], mh[i], vh[i], 0) != 0 ||
+            rv_cuda_download(g->c, d->stage, d->lora, d->n_lora * sizeof(float)) != 0)
+            return -1;
+        for (int l = 0; l < m->n_layers; l++)   /* the adapters into the decoders' host tensors */
+            for (int p = 0; p < RV_N_PROJ; p++) {
+                const rv_lora_linear *hp = &m->layers[l].proj[p];
+                const dproj *dp = &d->layers[l].proj[p];
+                if (dp->rank <= 0)
+                    continue;
+                /* the tool's parameter arrays, which the decoders view as const */
+                memcpy((float *)hp->lora_a, d->stage + (dp->a - d->lora), (size_t)dp->rank * dp->in * sizeof(float));
+                memcpy((float *)hp->lora_b, d->stage + (dp->b - d->lora), (size_t)dp->out * dp->rank * sizeof(float));
+            }
+    }
     return 0;
 }

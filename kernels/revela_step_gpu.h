@@ -58,6 +58,7 @@ extern "C" {
 #endif
 
 #include "comm.h"              /* rv_comm */
+#include "adamw.h"             /* rv_adamw_hparams */
 #include "ops.h"               /* rv_wtype */
 #include "revela_step_ref.h"   /* rv_step_decoder, rv_step_batch, rv_step_opts, ... */
 
@@ -141,6 +142,52 @@ typedef int rv_step_gpu_mark_final_fn(rv_step_gpu *g);
  * differently on ranks without a micro-batch. */
 int rv_step_gpu_allreduce_host(rv_step_gpu *g, float *buf, size_t n);
 typedef int rv_step_gpu_allreduce_host_fn(rv_step_gpu *g, float *buf, size_t n);
+
+/* ---------------------------------------------------------------- the optimiser on the device
+ * With one rank, or NCCL, the summed gradients are on the device already,
+ * and the optimiser step runs there too: per optimiser step nothing the size
+ * of the adapters crosses the bus (at r = 256 on a 1B retriever + 1B LM the
+ * gradients, the adapters and each AdamW moment are 1.4 GB). The device's
+ * packed adapters are the fp32 master copy and AdamW's moments live beside
+ * them; the host copies (the decoders' adapters, the tool's moment arrays)
+ * are brought up to date only on request (checkpoints, outputs). The
+ * element operations are the host path's (rv_scale, lib/adamw.c's update,
+ * rv_clip_factor); only the norm's double sum runs in another order. */
+typedef struct {
+    float grad_scale;                 /* the summed gradients are multiplied by this first (1 / grad_accum) */
+    double clip_norm;                 /* rv_clip_factor's max_norm */
+    int norm_lm;                      /* the LM's gradients count in the norm (not with --freeze-lm) */
+    int update_retriever, update_lm;  /* the nets AdamW updates */
+    rv_adamw_hparams adam;            /* with this update's lr */
+    long t;                           /* the update's number, from 1 */
+} rv_step_gpu_optim;
+
+/* Uploads the adapters (the decoders' lora_a / lora_b, as load_lora) and
+ * AdamW's moments, r_m / r_v (l_m / l_v) laid out like the tool's flat
+ * parameter array r_params (l_params) that the decoders' adapters point
+ * into: a tensor's moments at the offset of its lora_a / lora_b from the
+ * array's start. NULL moments: zeros. Call once after open (and after
+ * set_comm) and whenever the host state changed. */
+int rv_step_gpu_optim_upload(rv_step_gpu *g, const float *r_params, const float *r_m, const float *r_v,
+                             const float *l_params, const float *l_m, const float *l_v);
+typedef int rv_step_gpu_optim_upload_fn(rv_step_gpu *g, const float *r_params, const float *r_m, const float *r_v,
+                                        const float *l_params, const float *l_m, const float *l_v);
+
+/* One optimiser step instead of take_grads + the host's: completes the
+ * all-reduce (as take_grads; collective with a communicator), multiplies
+ * the gradients by grad_scale, *grad_norm = the norm before clipping,
+ * clips, runs AdamW on the nets asked for, zeroes the accumulators. The
+ * adapters the next micro-batch uses are the updated ones. */
+int rv_step_gpu_optim_step(rv_step_gpu *g, const rv_step_gpu_optim *o, double *grad_norm);
+typedef int rv_step_gpu_optim_step_fn(rv_step_gpu *g, const rv_step_gpu_optim *o, double *grad_norm);
+
+/* The device state back to the host: the adapters into the decoders'
+ * lora_a / lora_b (the tool's parameter arrays), the moments into r_m / r_v
+ * and l_m / l_v (layout as optim_upload). */
+int rv_step_gpu_optim_download(rv_step_gpu *g, const float *r_params, float *r_m, float *r_v, const float *l_params,
+                               float *l_m, float *l_v);
+typedef int rv_step_gpu_optim_download_fn(rv_step_gpu *g, const float *r_params, float *r_m, float *r_v,
+                                          const float *l_params, float *l_m, float *l_v);
 
 /* Frees the device memory and closes the context; NULL is a no-op. */
 void rv_step_gpu_close(rv_step_gpu *g);

@@ -675,6 +675,104 @@ static void dp_teardown(void)
  * micro-batch and take_grads is refused; the identity leaves host sums
  * alone; set_comm NULL detaches. (A rank that never calls mark_final: the
  * idle rank of world 3.) */
+/* ================================================================ the optimiser on the device */
+/* rv_step_gpu_optim_step against the host path on the same gradients:
+ * micro-batches 0 and 2 (whose sum dpr.share02 holds, from a handle that
+ * accumulated them the same way), then on the host what rv-train's
+ * host_update does: * 1/2, norm, clip (clip_norm set to half the norm, so
+ * clipping happens), AdamW from zero moments; a second update with no new
+ * gradient and the LM frozen (norm_lm = update_lm = 0: its adapters must
+ * not move). The adapters and both moments come back through
+ * optim_download and are compared with the host's (the same float
+ * expressions; on a GPU fused multiply-adds may round differently: 1e-6
+ * of the tensor's largest value). */
+static double max_rel(const float *got, const float *want, size_t n)
+{
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        d = e > d || e != e ? e : d;
+        m = fabs(want[i]) > m ? fabs(want[i]) : m;
+    }
+    return d / (m > 0 ? m : 1);
+}
+
+static void optim_on_device(void)
+{
+    REQUIRE(dp_setup() == 0, "set-up: %s", rv_error_get());
+    const dp_fixture *f = &dpf;
+    rv_train_net r = {0}, l = {0};
+    rv_step_gpu *g = NULL;
+    const size_t nr = f->r.n_params, nl = f->l.n_params;
+    float *hr = malloc(nr * sizeof(float)), *hl = malloc(nl * sizeof(float));   /* host copies of the adapters */
+    float *mr = calloc(nr, sizeof(float)), *vr = calloc(nr, sizeof(float));
+    float *ml = calloc(nl, sizeof(float)), *vl = calloc(nl, sizeof(float));
+    float *gr = malloc(nr * sizeof(float)), *gl = malloc(nl * sizeof(float));
+    float *dmr = calloc(nr, sizeof(float)), *dvr = calloc(nr, sizeof(float));
+    float *dml = calloc(nl, sizeof(float)), *dvl = calloc(nl, sizeof(float));
+    int ok = hr && hl && mr && vr && ml && vl && gr && gl && dmr && dvr && dml && dvl &&
+             rv_train_net_init(&r, &f->base, 4, 8, 0x7f, 11, 1, 0) == 0 &&
+             rv_train_net_init(&l, &f->base, 4, 8, 0x7f, 11, 2, 1) == 0;
+    CHECK(ok, "set-up: %s", rv_error_get());
+    if (!ok)
+        goto done;
+    /* the fixture's adapters, in nets of this test's own (optim_download writes them) */
+    memcpy(r.params, f->r.params, nr * sizeof(float));
+    memcpy(l.params, f->l.params, nl * sizeof(float));
+    memcpy(hr, f->r.params, nr * sizeof(float));
+    memcpy(hl, f->l.params, nl * sizeof(float));
+    ok = (g = rv_step_gpu_open(&r.dec, &l.dec, 0, RV_WT_F32)) != NULL &&
+         rv_step_gpu_optim_upload(g, r.params, NULL, NULL, l.params, NULL, NULL) == 0 &&
+         dp_step(g, f, 0, NULL) == 0 && dp_step(g, f, 2, NULL) == 0;
+    CHECK(ok, "device: %s", rv_error_get());
+    if (!ok)
+        goto done;
+    /* the host path on share02's gradients */
+    memcpy(gr, dpr.share02.r, nr * sizeof(float));
+    memcpy(gl, dpr.share02.l, nl * sizeof(float));
+    rv_scale(nr, gr, 0.5f);
+    rv_scale(nl, gl, 0.5f);
+    const double norm_host = sqrt(rv_sum_squares(nr, gr) + rv_sum_squares(nl, gl));
+    const double clip_norm = 0.5 * norm_host, clip = rv_clip_factor(norm_host, clip_norm);
+    rv_scale(nr, gr, (float)clip);
+    rv_scale(nl, gl, (float)clip);
+    rv_adamw_hparams ah = {1e-2, 0.9, 0.999, 1e-8, 0.01};
+    rv_adamw_update(nr, hr, gr, mr, vr, 1, &ah);
+    rv_adamw_update(nl, hl, gl, ml, vl, 1, &ah);
+    rv_step_gpu_optim op = {0.5f, clip_norm, 1, 1, 1, ah, 1};
+    double norm_dev = -1;
+    ok = rv_step_gpu_optim_step(g, &op, &norm_dev) == 0;
+    CHECK(ok, "optim_step: %s", rv_error_get());
+    if (!ok)
+        goto done;
+    CHECK(fabs(norm_dev - norm_host) <= 1e-12 * norm_host, "norm %.17g vs host %.17g", norm_dev, norm_host);
+    CHECK(clip < 0.6, "clipping did not happen (factor %g)", clip);
+    /* update 2: no new gradient (the accumulators were zeroed), the LM frozen */
+    memset(gr, 0, nr * sizeof(float));
+    rv_adamw_update(nr, hr, gr, mr, vr, 2, &ah);
+    rv_step_gpu_optim op2 = {0.5f, clip_norm, 0, 1, 0, ah, 2};
+    ok = rv_step_gpu_optim_step(g, &op2, &norm_dev) == 0 &&
+         rv_step_gpu_optim_download(g, r.params, dmr, dvr, l.params, dml, dvl) == 0;
+    CHECK(ok, "optim_step 2 / download: %s", rv_error_get());
+    if (!ok)
+        goto done;
+    CHECK(norm_dev == 0, "norm of zero gradients %g", norm_dev);
+    const double e[6] = {max_rel(r.params, hr, nr), max_rel(dmr, mr, nr), max_rel(dvr, vr, nr),
+                         max_rel(l.params, hl, nl), max_rel(dml, ml, nl), max_rel(dvl, vl, nl)};
+    static const char *what[6] = {"retriever adapters", "retriever m", "retriever v", "LM adapters", "LM m", "LM v"};
+    for (int i = 0; i < 6; i++)
+        CHECK(e[i] <= 1e-6, "%s: rel %.3g", what[i], e[i]);
+    CHECK(max_rel(r.params, f->r.params, nr) > 1e-4, "the retriever's adapters did not move");
+    printf("  optim_on_device: norm %.9g (clip %.3f); rel retriever %.2e/%.2e/%.2e, LM %.2e/%.2e/%.2e\n", norm_host,
+           clip, e[0], e[1], e[2], e[3], e[4], e[5]);
+done:
+    rv_step_gpu_close(g);
+    rv_train_net_free(&r);
+    rv_train_net_free(&l);
+    free(hr), free(hl), free(mr), free(vr), free(ml), free(vl), free(gr), free(gl);
+    free(dmr), free(dvr), free(dml), free(dvl);
+}
+
 static void dp_world1_identity(void)
 {
     REQUIRE(dp_setup() == 0, "set-up: %s", rv_error_get());
@@ -1016,6 +1114,7 @@ int main(void)
     RUN_TEST(qwen_llama_bf16);
     RUN_TEST(refuses_unsupported);
     RUN_TEST(dp_world1_identity);
+    RUN_TEST(optim_on_device);
 #ifdef RV_CUDA_EMULATE
     RUN_TEST(emu_devices);
     RUN_TEST(dp_world2_fake);
