@@ -10,10 +10,13 @@
 #include "atomic_file.h"
 #include "buf.h"
 #include "checkpoint.h"
+#include "comm.h"
+#include "comm_tcp.h"
 #include "cuda_loader.h"
 #include "error.h"
 #include "ir_text.h"
 #include "json.h"
+#include "launch_env.h"
 #include "lr_schedule.h"
 #include "model.h"
 #include "model_config.h"
@@ -22,11 +25,13 @@
 #include "peft_write.h"
 #include "progress.h"
 #include "revela_step_ref.h"
+#include "spawn_ranks.h"
 #include "tokenizer.h"
 #include "train_data.h"
 #include "train_model.h"
 #include "version.h"
-#include "../kernels/revela_step_gpu.h"   /* the backend's entry points, called through pointers */
+#include "../kernels/comm_nccl.h"        /* the backend's entry points, called through pointers */
+#include "../kernels/revela_step_gpu.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 _Noreturn static void usage(void)
 {
@@ -80,8 +86,12 @@ _Noreturn static void usage(void)
            "                            (same results, far less memory, about 1/3 more compute)\n"
            "      --device D            cpu (default) or cuda: the Revela step on a GPU (the CUDA backend,\n"
            "                            librevela-cuda.so; not with --objective lm or --recompute)\n"
-           "      --gpu N               CUDA device index (default 0)\n"
+           "      --gpu N               CUDA device index (default 0; with several ranks: LOCAL_RANK)\n"
            "      --gpu-dtype T         f32 (default) or bf16: storage of the frozen matrices on the GPU\n"
+           "      --gpus N              data parallel on N GPUs of this node: one rank per GPU, the step's\n"
+           "                            groups split between them (other launchers: see rv-train(1))\n"
+           "      --comm C              gradient all-reduce between ranks: nccl (default with cuda) or tcp\n"
+           "                            (through the host; the only one with --device cpu)\n"
            "  -t, --threads N           BLAS/OpenMP threads (default: all)\n"
            "  -q, --quiet               no progress lines\n"
            "  -h, --help                show this help and exit\n"
@@ -97,7 +107,7 @@ enum {
     OPT_LM = 256, OPT_TOK, OPT_LMTOK, OPT_JSONL, OPT_RANK, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_TAU,
     OPT_NO_VNORM, OPT_FIRST_HALF, OPT_SIM, OPT_MAXLEN, OPT_LR, OPT_WARMUP, OPT_WSHAPE, OPT_WD, OPT_ACCUM,
     OPT_MAXSTEPS, OPT_EPOCHS, OPT_STOP, OPT_SEED, OPT_SAVE, OPT_RESUME, OPT_FREEZE, OPT_DUAL, OPT_OBJECTIVE,
-    OPT_FULL, OPT_INIT, OPT_RECOMPUTE, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE
+    OPT_FULL, OPT_INIT, OPT_RECOMPUTE, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE, OPT_GPUS, OPT_COMM
 };
 
 typedef struct {
@@ -106,6 +116,9 @@ typedef struct {
     double alpha, dropout, tau, lr, weight_decay;
     int v_norm, first_half, resume, freeze_lm, threads, quiet, dual_loss, lm_only, full, recompute;
     int cuda, gpu, gpu_set;   /* --device cuda, --gpu N (or --gpu-dtype) given */
+    int gpu_index_set;        /* --gpu N given */
+    int gpus;                 /* --gpus N (0: not given) */
+    int comm_tcp, comm_set;   /* --comm tcp; --comm given */
     rv_wtype gpu_dtype;
     rv_sim_numerics sim;
     rv_warmup_type warmup_shape;
@@ -182,6 +195,7 @@ static void parse_args(int argc, char **argv, train_opts *o)
         {"full", no_argument, 0, OPT_FULL}, {"init", required_argument, 0, OPT_INIT},
         {"recompute", no_argument, 0, OPT_RECOMPUTE}, {"device", required_argument, 0, OPT_DEVICE},
         {"gpu", required_argument, 0, OPT_GPU}, {"gpu-dtype", required_argument, 0, OPT_GPU_DTYPE},
+        {"gpus", required_argument, 0, OPT_GPUS}, {"comm", required_argument, 0, OPT_COMM},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     opterr = 0;
@@ -242,7 +256,17 @@ static void parse_args(int argc, char **argv, train_opts *o)
             else if (strcmp(optarg, "cuda") == 0) o->cuda = 1;
             else rv_die_usage("--device: expected cpu or cuda, found \"%s\"", optarg);
             break;
-        case OPT_GPU: o->gpu = (int)rv_parse_uint("--gpu", optarg, 1023); o->gpu_set = 1; break;
+        case OPT_GPU: o->gpu = (int)rv_parse_uint("--gpu", optarg, 1023); o->gpu_set = o->gpu_index_set = 1; break;
+        case OPT_GPUS:
+            if ((o->gpus = (int)rv_parse_uint("--gpus", optarg, 1024)) < 1)
+                rv_die_usage("--gpus: expected at least 1");
+            break;
+        case OPT_COMM:
+            if (strcmp(optarg, "nccl") == 0) o->comm_tcp = 0;
+            else if (strcmp(optarg, "tcp") == 0) o->comm_tcp = 1;
+            else rv_die_usage("--comm: expected nccl or tcp, found \"%s\"", optarg);
+            o->comm_set = 1;
+            break;
         case OPT_GPU_DTYPE:
             if (strcmp(optarg, "f32") == 0) o->gpu_dtype = RV_WT_F32;
             else if (strcmp(optarg, "bf16") == 0) o->gpu_dtype = RV_WT_BF16;
@@ -262,6 +286,15 @@ static void parse_args(int argc, char **argv, train_opts *o)
         rv_die_usage("--full and --init need --objective lm (Revela training uses LoRA adapters)");
     if (o->gpu_set && !o->cuda)
         rv_die_usage("--gpu and --gpu-dtype need --device cuda");
+    if (o->gpus && !o->cuda)
+        rv_die_usage("--gpus needs --device cuda (data parallel on CPUs: start the ranks with a launcher, "
+                     "see rv-train(1))");
+    if (o->gpus > 1 && o->gpu_index_set)
+        rv_die_usage("--gpus uses devices 0..N-1 (select them with CUDA_VISIBLE_DEVICES), not --gpu");
+    if (o->comm_set && !o->comm_tcp && !o->cuda)
+        rv_die_usage("--comm nccl needs --device cuda");
+    if (!o->cuda)
+        o->comm_tcp = 1;
     if (o->cuda && (o->lm_only || o->recompute))
         rv_die_usage("--device cuda runs the Revela step only: not with --objective lm, --full, --init or "
                      "--recompute (use --device cpu)");
@@ -318,6 +351,15 @@ typedef struct {
     rv_step_gpu_take_grads_fn *take_grads;
     rv_step_gpu_load_lora_fn *load_lora;
     rv_step_gpu_close_fn *close;
+    /* the optimiser on the device */
+    rv_step_gpu_optim_upload_fn *optim_upload;
+    rv_step_gpu_optim_step_fn *optim_step;
+    rv_step_gpu_optim_download_fn *optim_download;
+    /* data parallel over NCCL (looked up only when used) */
+    rv_step_gpu_context_fn *context;
+    rv_step_gpu_set_comm_fn *set_comm;
+    rv_step_gpu_mark_final_fn *mark_final;
+    rv_step_gpu_allreduce_host_fn *allreduce_host;
 } gpu_api;
 
 static void gpu_api_load(gpu_api *a)
@@ -327,8 +369,135 @@ static void gpu_api_load(gpu_api *a)
         !(a->step = (rv_step_gpu_step_fn *)rv_cuda_backend_sym("rv_step_gpu_step")) ||
         !(a->take_grads = (rv_step_gpu_take_grads_fn *)rv_cuda_backend_sym("rv_step_gpu_take_grads")) ||
         !(a->load_lora = (rv_step_gpu_load_lora_fn *)rv_cuda_backend_sym("rv_step_gpu_load_lora")) ||
-        !(a->close = (rv_step_gpu_close_fn *)rv_cuda_backend_sym("rv_step_gpu_close")))
+        !(a->close = (rv_step_gpu_close_fn *)rv_cuda_backend_sym("rv_step_gpu_close")) ||
+        !(a->optim_upload = (rv_step_gpu_optim_upload_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_upload")) ||
+        !(a->optim_step = (rv_step_gpu_optim_step_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_step")) ||
+        !(a->optim_download = (rv_step_gpu_optim_download_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_download")))
         rv_die("--device cuda: %s", rv_error_get());
+}
+
+/* ---------------------------------------------------------------- data parallelism
+ * One process per rank (lib/grad_buckets.h tells the whole scheme): every
+ * rank walks the one global data order, computes the step's groups
+ * k = rank, rank + world, ... of its grad_accum, the ranks sum their
+ * gradients (and the step's statistics), and each runs the same clipping
+ * and AdamW on the same sum, so the parameters stay identical without being
+ * sent. Only rank 0 writes files. World 1 is the plain path: no
+ * communicator, nothing summed. */
+typedef struct {
+    rv_launch_env env;
+    int rank, world;
+    rv_comm *comm;           /* NULL at world 1 */
+    int on_device;           /* NCCL: the step's backend sums its device gradients itself */
+    double timeout;          /* seconds a rank waits for the others (RV_COMM_TIMEOUT) */
+    unsigned char nccl_id[RV_NCCL_ID_BYTES];
+    char name[64];           /* "rv-train[rank 1/4]" for messages */
+} dp_state;
+
+/* Before anything heavy: --gpus N starts the ranks (and this process only
+ * waits for them); a rank learns where it sits, gets its name, device and
+ * share of the CPUs, and meets the others (TCP: the communicator itself;
+ * NCCL: rank 0's id, the communicator follows once the device is open). */
+static void dp_begin(train_opts *o, dp_state *dp, char **argv)
+{
+    memset(dp, 0, sizeof *dp);
+    if (rv_launch_env_read(&dp->env, NULL, NULL) < 0)
+        rv_die("%s", rv_error_get());
+    const int spawned = rv_spawned_by() != 0;
+    if (o->gpus > 1 && !spawned) {
+        if (dp->env.world_size > 1)
+            rv_die_usage("--gpus starts its own ranks: leave it out under a launcher (%s set %d ranks)",
+                         dp->env.source, dp->env.world_size);
+        if (o->groups && strcmp(o->groups, "-") == 0)
+            rv_die_usage("--gpus: every rank reads the groups itself; give a file, not standard input");
+        if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
+            rv_die("%s: cannot create: %s", o->out, strerror(errno));
+        char rdv[4200];
+        snprintf(rdv, sizeof rdv, "%s/.rendezvous-%ld", o->out, (long)getpid());
+        int failed = -1, st = rv_spawn_ranks(o->gpus, argv, rdv, &failed);
+        unlink(rdv);   /* rank 0 removes it once all have joined; not when a rank failed before */
+        if (st < 0)
+            rv_die_lib();
+        if (st > 0) {
+            rv_warn("%s", rv_error_get());
+            exit(st);
+        }
+        exit(RV_EXIT_OK);
+    }
+    dp->rank = dp->env.rank;
+    dp->world = dp->env.world_size;
+    if (o->gpus > 1 && dp->world != o->gpus)
+        rv_die("--gpus %d, but this rank was started as one of %d (%s)", o->gpus, dp->world, dp->env.source);
+    if (dp->world == 1)
+        return;
+    snprintf(dp->name, sizeof dp->name, "rv-train[rank %d/%d]", dp->rank, dp->world);
+    rv_cli_init(dp->name);
+    if (o->groups && strcmp(o->groups, "-") == 0)
+        rv_die_usage("%d ranks: every rank reads the groups itself; give a file, not standard input", dp->world);
+    if (o->cuda) {
+        if (o->gpu_index_set && !o->gpus)
+            rv_die_usage("%d ranks: each uses the device of its LOCAL_RANK (select them with CUDA_VISIBLE_DEVICES), "
+                         "not --gpu", dp->world);
+        o->gpu = dp->env.local_rank;
+    }
+    if (dp->rank > 0)
+        o->quiet = 1;   /* one progress display: rank 0's */
+    if (!o->threads && dp->env.local_world_size > 1) {   /* share this node's CPUs */
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = ncpu > dp->env.local_world_size ? (int)(ncpu / dp->env.local_world_size) : 1;
+    }
+    const char *t = getenv("RV_COMM_TIMEOUT");
+    dp->timeout = t && atof(t) > 0 ? atof(t) : 1800.0;
+    if (o->comm_tcp) {
+        if (!(dp->comm = rv_comm_tcp_open(&dp->env, dp->timeout)))
+            rv_die("%s", rv_error_get());
+        if (dp->rank == 0 && dp->env.rendezvous == RV_RDV_FILE)
+            rv_rendezvous_file_remove(dp->env.path);
+        return;
+    }
+    rv_comm_nccl_unique_id_fn new_id = (rv_comm_nccl_unique_id_fn)rv_cuda_backend_sym("rv_comm_nccl_unique_id");
+    if (!new_id)
+        rv_die("--comm nccl: %s", rv_error_get());
+    if (dp->rank == 0 && new_id(dp->nccl_id, sizeof dp->nccl_id) < 0)
+        rv_die("--comm nccl: %s (--comm tcp sums the gradients through the host instead)", rv_error_get());
+    if (rv_rendezvous(&dp->env, dp->nccl_id, sizeof dp->nccl_id, dp->timeout) < 0)
+        rv_die("%s", rv_error_get());
+}
+
+/* NCCL: the communicator on the step's device, handed to the step. */
+static void dp_attach_device(dp_state *dp, gpu_api *a, rv_step_gpu *g)
+{
+    if (dp->world == 1 || dp->comm)
+        return;
+    rv_comm_nccl_open_fn open = (rv_comm_nccl_open_fn)rv_cuda_backend_sym("rv_comm_nccl_open");
+    if (!open || !(a->context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context")) ||
+        !(a->set_comm = (rv_step_gpu_set_comm_fn *)rv_cuda_backend_sym("rv_step_gpu_set_comm")) ||
+        !(a->mark_final = (rv_step_gpu_mark_final_fn *)rv_cuda_backend_sym("rv_step_gpu_mark_final")) ||
+        !(a->allreduce_host = (rv_step_gpu_allreduce_host_fn *)rv_cuda_backend_sym("rv_step_gpu_allreduce_host")))
+        rv_die("--comm nccl: %s", rv_error_get());
+    if (!(dp->comm = open(a->context(g), dp->rank, dp->world, dp->nccl_id, sizeof dp->nccl_id)) ||
+        a->set_comm(g, dp->comm) < 0)
+        rv_die("--comm nccl: %s", rv_error_get());
+    if (dp->rank == 0 && dp->env.rendezvous == RV_RDV_FILE)   /* every rank has joined */
+        rv_rendezvous_file_remove(dp->env.path);
+    dp->on_device = 1;
+}
+
+/* Sums n host floats over the ranks (in place). */
+static void dp_sum_host(dp_state *dp, gpu_api *a, rv_step_gpu *g, float *x, size_t n, const char *what)
+{
+    if (dp->world == 1 || n == 0)
+        return;
+    int rc = dp->on_device ? a->allreduce_host(g, x, n) : rv_comm_allreduce_sum(dp->comm, x, n);
+    if (rc < 0)
+        rv_die("all-reduce of the %s: %s", what, rv_error_get());
+}
+
+/* Every rank waits here until rank 0 has written what it writes. */
+static void dp_barrier(dp_state *dp, const char *what)
+{
+    if (dp->world > 1 && dp->comm->barrier(dp->comm) < 0)
+        rv_die("waiting for rank 0 to write the %s: %s", what, rv_error_get());
 }
 
 /* Where a full-parameter run copies config.json and tokenizer.json from
@@ -402,6 +571,32 @@ static void random_base(const train_opts *o, rv_model_config *cfg, rv_train_base
         rv_die_lib();
 }
 
+/* The optimiser step on the host: the gradients' mean over the step's
+ * groups, clipped to norm 1, then AdamW (the LM's adapters stay as they are
+ * with --freeze-lm). Returns the norm before clipping. */
+static double host_update(const train_opts *o, rv_train_net *rnp, rv_train_net *lnet, const rv_adamw_hparams *ah,
+                          long t)
+{
+    const float inv = (float)(1.0 / (double)o->grad_accum);
+    if (rnp)
+        rv_scale(rnp->n_params, rnp->grads, inv);
+    rv_scale(lnet->n_params, lnet->grads, inv);
+    double ss = rnp ? rv_sum_squares(rnp->n_params, rnp->grads) : 0.0;
+    if (!o->freeze_lm)
+        ss += rv_sum_squares(lnet->n_params, lnet->grads);
+    const double norm = sqrt(ss), clip = rv_clip_factor(norm, 1.0);
+    if (clip != 1.0) {
+        if (rnp)
+            rv_scale(rnp->n_params, rnp->grads, (float)clip);
+        rv_scale(lnet->n_params, lnet->grads, (float)clip);
+    }
+    if ((rnp && rv_adamw_update(rnp->n_params, rnp->params, rnp->grads, rnp->adam_m, rnp->adam_v, t, ah) < 0) ||
+        (!o->freeze_lm &&
+         rv_adamw_update(lnet->n_params, lnet->params, lnet->grads, lnet->adam_m, lnet->adam_v, t, ah) < 0))
+        rv_die_lib();
+    return norm;
+}
+
 /* Keeps only log lines of steps <= step (a resumed run rewrites the rest). */
 static void truncate_log(const char *path, long step)
 {
@@ -428,6 +623,8 @@ int main(int argc, char **argv)
     rv_cli_init("rv-train");
     train_opts o;
     parse_args(argc, argv, &o);
+    dp_state dp;
+    dp_begin(&o, &dp, argv);
     rv_proj_mask targets;
     if (rv_proj_mask_parse(o.targets, &targets) < 0)
         rv_die_usage("%s", rv_error_get());
@@ -497,6 +694,7 @@ int main(int argc, char **argv)
     long total = o.max_steps > 0 ? o.max_steps
                                  : (long)((o.epochs * (long)data.n + o.grad_accum - 1) / o.grad_accum);
     char *hp = hparams_json(&o, total, data.n);
+    const int writer = dp.rank == 0;   /* only rank 0 writes files */
     if (mkdir(o.out, 0777) != 0 && errno != EEXIST)
         rv_die("%s: cannot create: %s", o.out, strerror(errno));
     char log_path[4096], path[4096];
@@ -514,22 +712,23 @@ int main(int argc, char **argv)
             rv_die("%s/checkpoint: hyper-parameters differ from this run's:\n  saved: %s\n  now:   %s", o.out,
                    old_hp, hp);
         free(old_hp);
-        truncate_log(log_path, pos.step);
+        if (writer)
+            truncate_log(log_path, pos.step);
     } else {
         snprintf(path, sizeof path, "%s/checkpoint/state.safetensors", o.out);
         struct stat st;
         if (stat(path, &st) == 0)
             rv_die("%s already holds a checkpoint; use --resume or another --out", o.out);
-        FILE *f = fopen(log_path, "wb");
-        if (!f || fclose(f) != 0)
+        FILE *f = writer ? fopen(log_path, "wb") : NULL;
+        if (writer && (!f || fclose(f) != 0))
             rv_die("%s: %s", log_path, strerror(errno));
     }
-    FILE *logf = fopen(log_path, "ab");
-    if (!logf)
+    FILE *logf = writer ? fopen(log_path, "ab") : NULL;
+    if (writer && !logf)
         rv_die("%s: %s", log_path, strerror(errno));
     snprintf(path, sizeof path, "%s/hparams.json", o.out);
-    FILE *hf = fopen(path, "wb");
-    if (!hf || fprintf(hf, "%s\n", hp) < 0 || fclose(hf) != 0)
+    FILE *hf = writer ? fopen(path, "wb") : NULL;
+    if (writer && (!hf || fprintf(hf, "%s\n", hp) < 0 || fclose(hf) != 0))
         rv_die("%s: %s", path, strerror(errno));
     if (!o.quiet)
         fprintf(stderr, "rv-train: %s; %zu groups (%zu skipped with < 2 chunks); %zu retriever + %zu LM %s "
@@ -539,6 +738,11 @@ int main(int argc, char **argv)
                 o.full ? "trainable" : "LoRA", pos.step + 1, total,
                 o.stop_after > 0 && o.stop_after < total ? o.stop_after : total, weight_bytes / 1048576.0,
                 train_bytes / 1048576.0, hp);
+    if (!o.quiet && dp.world > 1)
+        fprintf(stderr, "rv-train: data parallel: %d ranks (%s), gradients summed by %s; each step's %ld groups "
+                        "split %ld..%ld per rank\n",
+                dp.world, dp.env.source, dp.comm ? dp.comm->name : "nccl", o.grad_accum, o.grad_accum / dp.world,
+                (o.grad_accum + dp.world - 1) / dp.world);
 
     /* --device cuda: the step's backend, with both networks' weights and the
      * current adapters (after --resume) uploaded once */
@@ -552,7 +756,15 @@ int main(int argc, char **argv)
         if (!o.quiet)
             fprintf(stderr, "rv-train: device cuda:%d %s (backend %s; %s weights uploaded in %.1fs)\n", o.gpu,
                     gapi.device_name(gdev), rv_cuda_backend_path(), rv_wtype_name(o.gpu_dtype), rv_now() - tg);
+        dp_attach_device(&dp, &gapi, gdev);
     }
+    /* The optimiser runs where the summed gradients are: on the device with
+     * one rank or NCCL (the adapters and AdamW moments then live there and
+     * come back only for checkpoints), on the host with --comm tcp. */
+    const int optim_on_device = gdev && (dp.world == 1 || dp.on_device);
+    if (optim_on_device && gapi.optim_upload(gdev, rnet.params, rnet.adam_m, rnet.adam_v, lnet.params, lnet.adam_m,
+                                             lnet.adam_v) < 0)
+        rv_die("--device cuda: %s", rv_error_get());
 
     rv_lr_schedule sched = {0.0, o.lr, o.warmup, total, o.warmup_shape};
     rv_adamw_hparams ah = {0, 0.9, 0.999, 1e-8, o.weight_decay};
@@ -573,17 +785,27 @@ int main(int argc, char **argv)
 
     while (pos.step < stop) {
         double t0 = rv_now();
-        if (rnp)
+        if (rnp && !optim_on_device)   /* (on the device the host gradients are not used) */
             memset(rnet.grads, 0, rnet.n_params * sizeof *rnet.grads);
-        memset(lnet.grads, 0, lnet.n_params * sizeof *lnet.grads);
+        if (!optim_on_device)
+            memset(lnet.grads, 0, lnet.n_params * sizeof *lnet.grads);
         double loss = 0, loss_plain = 0, max_w = 0, ent_w = 0;
         size_t tokens = 0, rows = 0;
+        /* this rank's groups of the step: k = rank, rank + world, ... (the last one ends the rank's backward) */
+        const long last_k = o.grad_accum - 1 - ((o.grad_accum - 1 - dp.rank) % dp.world + dp.world) % dp.world;
         for (long k = 0; k < o.grad_accum; k++) {
             if (pos.pos == data.n) {
                 pos.epoch++;
                 pos.pos = 0;
                 rv_train_data_order(data.n, o.seed, pos.epoch, perm);
             }
+            if (k % dp.world != dp.rank) {   /* another rank's group: only the position moves */
+                pos.pos++;
+                pos.micro++;
+                continue;
+            }
+            if (dp.on_device && k == last_k && gapi.mark_final(gdev) < 0)   /* all-reduce overlaps its backward */
+                rv_die("--comm nccl: %s", rv_error_get());
             const rv_train_group *g = &data.groups[perm[pos.pos]];
             if (rv_train_batch_build(&vc, g, &bt) < 0)
                 rv_die("%s: group %zu: %s", dname, perm[pos.pos] + 1, rv_error_get());
@@ -615,64 +837,77 @@ int main(int argc, char **argv)
             pos.pos++;
             pos.micro++;
         }
-        if (gdev && gapi.take_grads(gdev, rnet.layer_grads, lnet.layer_grads) < 0)   /* the micro-batches' sum */
-            rv_die("--device cuda: %s", rv_error_get());
-        const float inv = (float)(1.0 / (double)o.grad_accum);
-        if (rnp)
-            rv_scale(rnet.n_params, rnet.grads, inv);
-        rv_scale(lnet.n_params, lnet.grads, inv);
-        double ss = rnp ? rv_sum_squares(rnet.n_params, rnet.grads) : 0.0;
-        if (!o.freeze_lm)
-            ss += rv_sum_squares(lnet.n_params, lnet.grads);
-        const double norm = sqrt(ss), clip = rv_clip_factor(norm, 1.0);
         const long t = pos.step + 1;
         ah.lr = rv_lr_for_update(&sched, t);
-        if (clip != 1.0) {
-            if (rnp)
-                rv_scale(rnet.n_params, rnet.grads, (float)clip);
-            rv_scale(lnet.n_params, lnet.grads, (float)clip);
+        double norm;
+        if (optim_on_device) {   /* sum over the ranks (NCCL), scale, norm, clip and AdamW on the device */
+            rv_step_gpu_optim op = {(float)(1.0 / (double)o.grad_accum), 1.0, !o.freeze_lm, rnp != NULL,
+                                    !o.freeze_lm, ah, t};
+            if (gapi.optim_step(gdev, &op, &norm) < 0)
+                rv_die("--device cuda: %s", rv_error_get());
+        } else {
+            if (gdev && gapi.take_grads(gdev, rnet.layer_grads, lnet.layer_grads) < 0)   /* the micro-batches' sum */
+                rv_die("--device cuda: %s", rv_error_get());
+            if (dp.world > 1) {   /* the sum over the ranks, through the host */
+                if (rnp)
+                    dp_sum_host(&dp, &gapi, gdev, rnet.grads, rnet.n_params, "retriever gradients");
+                dp_sum_host(&dp, &gapi, gdev, lnet.grads, lnet.n_params, "LM gradients");
+            }
+            norm = host_update(&o, rnp, &lnet, &ah, t);
+            if (gdev && gapi.load_lora(gdev) < 0)   /* the updated adapters up for the next step */
+                rv_die("--device cuda: %s", rv_error_get());
         }
-        if ((rnp && rv_adamw_update(rnet.n_params, rnet.params, rnet.grads, rnet.adam_m, rnet.adam_v, t, &ah) < 0) ||
-            (!o.freeze_lm &&
-             rv_adamw_update(lnet.n_params, lnet.params, lnet.grads, lnet.adam_m, lnet.adam_v, t, &ah) < 0))
-            rv_die_lib();
-        if (gdev && gapi.load_lora(gdev) < 0)   /* the updated adapters up for the next step */
-            rv_die("--device cuda: %s", rv_error_get());
+        if (dp.world > 1) {
+            /* the statistics travel as floats: the logged loss may differ from one rank's run in the 7th digit */
+            float st[6] = {(float)loss, (float)loss_plain, (float)tokens, (float)max_w, (float)ent_w, (float)rows};
+            dp_sum_host(&dp, &gapi, gdev, st, 6, "step statistics");
+            loss = st[0], loss_plain = st[1], tokens = (size_t)st[2], max_w = st[3], ent_w = st[4];
+            rows = (size_t)st[5];
+        }
         pos.step = t;
         const double secs = rv_now() - t0;
         loss /= (double)o.grad_accum;
         loss_plain /= (double)o.grad_accum;
-        fprintf(logf, "{\"step\":%ld,\"loss\":%.9g,\"loss_plain\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f,"
+        if (logf)
+            fprintf(logf, "{\"step\":%ld,\"loss\":%.9g,\"loss_plain\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f,"
                       "\"ms_per_step\":%.1f,\"mean_max_w\":%.6g,\"w_entropy\":%.6g,\"activations_mb\":%.1f}\n",
                 t, loss, loss_plain, ah.lr, norm, (double)tokens / secs, secs * 1000,
                 rows ? max_w / (double)rows : 0.0, rows ? ent_w / (double)rows : 0.0, act_peak / 1048576.0);
-        if (fflush(logf) != 0)
+        if (logf && fflush(logf) != 0)
             rv_die("%s: write error", log_path);
         if (!o.quiet)
             fprintf(stderr, "rv-train: step %ld/%ld loss %.4f (plain LM %.4f) lr %.3g grad-norm %.3g %.0f ms/step %.0f tok/s\n",
                     t, total, loss, loss_plain, ah.lr, norm, secs * 1000, (double)tokens / secs);
         if ((o.save_every > 0 && t % o.save_every == 0) || t == stop) {
             saving_step = t;
-            if (rv_checkpoint_save(o.out, rnp, &lnet, &pos, hp, crash_hook) < 0)
+            if (optim_on_device && writer &&   /* the adapters and moments back from the device */
+                gapi.optim_download(gdev, rnet.params, rnet.adam_m, rnet.adam_v, lnet.params, lnet.adam_m,
+                                    lnet.adam_v) < 0)
+                rv_die("--device cuda: %s", rv_error_get());
+            if (writer && rv_checkpoint_save(o.out, rnp, &lnet, &pos, hp, crash_hook) < 0)
                 rv_die_lib();
+            dp_barrier(&dp, "checkpoint");   /* no rank runs ahead of a checkpoint that then fails */
         }
     }
-    if (fclose(logf) != 0)
+    if (logf && fclose(logf) != 0)
         rv_die("%s: write error", log_path);
-    write_outputs(&o, rnp, &lnet, hp);
+    if (writer)
+        write_outputs(&o, rnp, &lnet, hp);
     snprintf(path, sizeof path, "%s/memory.json", o.out);
     rv_atomic_file mf;
-    if (rv_atomic_open(&mf, path) < 0 ||
+    if (writer && (rv_atomic_open(&mf, path) < 0 ||
         fprintf(mf.f,
                 "{\"weights_bytes\":%zu,\"trainable_bytes\":%zu,\"parameters_bytes\":%zu,\"gradients_bytes\":%zu,"
                 "\"optimizer_bytes\":%zu,\"activations_peak_bytes\":%zu}\n",
                 weight_bytes, train_bytes, train_bytes / 4, train_bytes / 4, train_bytes / 2, act_peak) < 0 ||
-        rv_atomic_commit(&mf) < 0)
+        rv_atomic_commit(&mf) < 0))
         rv_die("%s: %s", path, rv_error_get());
+    dp_barrier(&dp, "adapters");   /* a launcher sees every rank finish only once the outputs exist */
     if (!o.quiet)
         fprintf(stderr, "rv-train: wrote %s/%s (step %ld); peak activations %.1f MiB\n", o.out,
                 o.full ? "model" : rnp ? "retriever and lm" : "lm", pos.step, act_peak / 1048576.0);
 
+    rv_comm_close(dp.comm);   /* before the device it may live on */
     if (gdev)
         gapi.close(gdev);
     free(wbuf);
