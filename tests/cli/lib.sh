@@ -6,6 +6,7 @@
 #   t_golden NAME           its stdout equals tests/cli/golden/NAME
 #   t_stderr_has NAME STR   its stderr contains STR
 #   t_eq NAME GOT WANT      two strings are equal
+#   $T_EMU_LIB              the emulated CUDA backend's path (it may not exist)
 set -u
 T_DIR=$(mktemp -d)
 trap 'rm -rf "$T_DIR"' EXIT
@@ -13,6 +14,9 @@ T_OUT=$T_DIR/stdout; T_ERR=$T_DIR/stderr; T_RC=0
 T_ROOT=${RV_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 T_GOLDEN=$T_ROOT/tests/cli/golden
 T_SUITE=$(basename "$0" .sh)
+# the CUDA backend built on the CPU emulator (make gpu-emu), for --device cuda tests
+T_EMU_LIB=${BUILD:-build}/gpu-emu/librevela-cuda.so
+case $T_EMU_LIB in /*) ;; *) T_EMU_LIB=$T_ROOT/$T_EMU_LIB ;; esac
 
 t_run() { "$@" >"$T_OUT" 2>"$T_ERR" </dev/null; T_RC=$?; }
 t_run_in() { local in=$1; shift; "$@" <"$in" >"$T_OUT" 2>"$T_ERR"; T_RC=$?; }

@@ -11,8 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 FX=$T_ROOT/tests/fixtures/model
 ENC=rv-encode
-EMU_LIB=${BUILD:-build}/gpu-emu/librevela-cuda.so
-case $EMU_LIB in /*) ;; *) EMU_LIB=$T_ROOT/$EMU_LIB ;; esac
+EMU_LIB=$T_EMU_LIB
 TOK=$FX/llama_tied   # llama_untied and qwen2 ship no tokenizer; all three share the byte-level vocabulary
 
 # compare NAME GOT.jsonl REF.jsonl MIN_COS MAX_ABS: the same ids in the same

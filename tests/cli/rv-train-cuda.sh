@@ -22,8 +22,7 @@
 FX=$T_ROOT/tests/fixtures
 D=$T_DIR
 M=$FX/model/llama_tied
-EMU_LIB=${BUILD:-build}/gpu-emu/librevela-cuda.so
-case $EMU_LIB in /*) ;; *) EMU_LIB=$T_ROOT/$EMU_LIB ;; esac
+EMU_LIB=$T_EMU_LIB
 
 # ---------------------------------------------------------------- usage errors (no backend needed)
 t_run rv-train --help

@@ -23,8 +23,7 @@
 FX=$T_ROOT/tests/fixtures
 D=$T_DIR
 M=$FX/model/llama_tied
-EMU_LIB=${BUILD:-build}/gpu-emu/librevela-cuda.so
-case $EMU_LIB in /*) ;; *) EMU_LIB=$T_ROOT/$EMU_LIB ;; esac
+EMU_LIB=$T_EMU_LIB
 export RV_COMM_TIMEOUT=60   # a broken test fails within a minute instead of hanging
 
 # ---------------------------------------------------------------- usage errors

@@ -26,6 +26,7 @@
 #include "grad_buckets.h"
 #include "launch_env.h"
 #include "test.h"
+#include "test_socket.h"   /* free_port */
 
 #define MAX_PROCS 4
 #define BIG (((size_t)3 << 20) + 7)   /* floats: over the 1 Mi-float chunk, not a multiple of it */
@@ -95,22 +96,6 @@ static float *rank_order_sum(float *const *in, int world, size_t n)
         w[i] = acc;
     }
     return w;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 /* ---------------------------------------------------------------- the process runner */

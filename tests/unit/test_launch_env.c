@@ -12,6 +12,7 @@
 #include "error.h"
 #include "launch_env.h"
 #include "test.h"
+#include "test_socket.h"   /* free_port */
 
 /* ---------------------------------------------------------------- variables */
 
@@ -201,23 +202,6 @@ static void test_rendezvous_file(void)
     CHECK(rv_rendezvous_file(path, 2, id, ID_BYTES, 0.2) < 0 && strstr(rv_error_get(), "rank 2 waited"), "got: %s",
           rv_error_get());
     rmdir(dir);
-}
-
-/* A free port from the kernel (bound to 0, released). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 static void test_rendezvous_tcp(void)
