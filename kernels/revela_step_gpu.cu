@@ -457,22 +457,39 @@ extern "C" const char *rv_step_gpu_device_name(const rv_step_gpu *g) { return rv
 
 extern "C" rv_cuda *rv_step_gpu_context(rv_step_gpu *g) { return g->c; }
 
+/* Every adapter tensor of d between the staging array (the device's packed
+ * layout) and host memory laid out like the tool's flat parameter array
+ * `params`, which the decoders' adapters point into: a tensor at the offset
+ * of its lora_a / lora_b from params in `host` (host == NULL: the adapters
+ * themselves). to_stage: stage <- host (pads zeroed); else host <- stage. */
+static void stage_adapters(dnet *d, const float *params, float *host, int to_stage)
+{
+    const rv_step_decoder *m = d->host;
+    if (to_stage)
+        memset(d->stage, 0, d->n_lora * sizeof(float));
+    for (int l = 0; l < m->n_layers; l++)
+        for (int p = 0; p < RV_N_PROJ; p++) {
+            const rv_lora_linear *hp = &m->layers[l].proj[p];
+            const dproj *dp = &d->layers[l].proj[p];
+            if (dp->rank <= 0)
+                continue;
+            /* (the adapters are the tool's parameter arrays, which the decoders view as const) */
+            float *ha = host ? host + (hp->lora_a - params) : (float *)hp->lora_a;
+            float *hb = host ? host + (hp->lora_b - params) : (float *)hp->lora_b;
+            float *sa = d->stage + (dp->a - d->lora), *sb = d->stage + (dp->b - d->lora);
+            const size_t na = (size_t)dp->rank * dp->in * sizeof(float), nb = (size_t)dp->out * dp->rank * sizeof(float);
+            memcpy(to_stage ? sa : ha, to_stage ? ha : sa, na);
+            memcpy(to_stage ? sb : hb, to_stage ? hb : sb, nb);
+        }
+}
+
 extern "C" int rv_step_gpu_load_lora(rv_step_gpu *g)
 {
     for (int i = 0; i < 2; i++) {   /* gathered into the staging array, then one upload per net */
         dnet *d = &g->net[i];
-        const rv_step_decoder *m = d->host;
         if (d->n_lora == 0)
             continue;
-        for (int l = 0; l < m->n_layers; l++)
-            for (int p = 0; p < RV_N_PROJ; p++) {
-                const rv_lora_linear *hp = &m->layers[l].proj[p];
-                const dproj *dp = &d->layers[l].proj[p];
-                if (dp->rank <= 0)
-                    continue;
-                memcpy(d->stage + (dp->a - d->lora), hp->lora_a, (size_t)dp->rank * dp->in * sizeof(float));
-                memcpy(d->stage + (dp->b - d->lora), hp->lora_b, (size_t)dp->out * dp->rank * sizeof(float));
-            }
+        stage_adapters(d, NULL, NULL, 1);
         if (rv_cuda_upload(g->c, d->lora, d->stage, d->n_lora * sizeof(float)) != 0)
             return -1;
     }
@@ -1242,7 +1259,6 @@ extern "C" int rv_step_gpu_allreduce_host(rv_step_gpu *g, float *buf, size_t n)
  * packed device arrays, through the staging array. Pads stay zero. */
 static int moments_transfer(rv_step_gpu *g, dnet *d, const float *params, float *m_host, float *v_host, int up)
 {
-    const rv_step_decoder *m = d->host;
     float *host[2] = {m_host, v_host}, *dev[2] = {d->m, d->v};
     for (int k = 0; k < 2; k++) {
         if (up && !host[k]) {   /* fresh moments */
@@ -1250,22 +1266,9 @@ static int moments_transfer(rv_step_gpu *g, dnet *d, const float *params, float 
                 return -1;
             continue;
         }
-        if (up)
-            memset(d->stage, 0, d->n_lora * sizeof(float));
-        else if (rv_cuda_download(g->c, d->stage, dev[k], d->n_lora * sizeof(float)) != 0)
+        if (!up && rv_cuda_download(g->c, d->stage, dev[k], d->n_lora * sizeof(float)) != 0)
             return -1;
-        for (int l = 0; l < m->n_layers; l++)
-            for (int p = 0; p < RV_N_PROJ; p++) {
-                const rv_lora_linear *hp = &m->layers[l].proj[p];
-                const dproj *dp = &d->layers[l].proj[p];
-                if (dp->rank <= 0)
-                    continue;
-                const size_t na = (size_t)dp->rank * dp->in, nb = (size_t)dp->out * dp->rank;
-                float *ha = host[k] + (hp->lora_a - params), *hb = host[k] + (hp->lora_b - params);
-                float *sa = d->stage + (dp->a - d->lora), *sb = d->stage + (dp->b - d->lora);
-                memcpy(up ? sa : ha, up ? ha : sa, na * sizeof(float));
-                memcpy(up ? sb : hb, up ? hb : sb, nb * sizeof(float));
-            }
+        stage_adapters(d, params, host[k], up);
         if (up && rv_cuda_upload(g->c, dev[k], d->stage, d->n_lora * sizeof(float)) != 0)
             return -1;
     }
@@ -1360,7 +1363,6 @@ extern "C" int rv_step_gpu_optim_download(rv_step_gpu *g, const float *r_params,
         return rv_error_set("revela step on cuda: optim_download before optim_upload");
     for (int i = 0; i < 2; i++) {
         dnet *d = &g->net[i];
-        const rv_step_decoder *m = d->host;
         if (d->n_lora == 0)
             continue;
         if (check_params_base(d, base[i], who[i]) != 0 || !mh[i] || !vh[i])
@@ -1368,16 +1370,7 @@ extern "C" int rv_step_gpu_optim_download(rv_step_gpu *g, const float *r_params,
         if (moments_transfer(g, d, base[i], mh[i], vh[i], 0) != 0 ||
             rv_cuda_download(g->c, d->stage, d->lora, d->n_lora * sizeof(float)) != 0)
             return -1;
-        for (int l = 0; l < m->n_layers; l++)   /* the adapters into the decoders' host tensors */
-            for (int p = 0; p < RV_N_PROJ; p++) {
-                const rv_lora_linear *hp = &m->layers[l].proj[p];
-                const dproj *dp = &d->layers[l].proj[p];
-                if (dp->rank <= 0)
-                    continue;
-                /* the tool's parameter arrays, which the decoders view as const */
-                memcpy((float *)hp->lora_a, d->stage + (dp->a - d->lora), (size_t)dp->rank * dp->in * sizeof(float));
-                memcpy((float *)hp->lora_b, d->stage + (dp->b - d->lora), (size_t)dp->out * dp->rank * sizeof(float));
-            }
+        stage_adapters(d, NULL, NULL, 0);   /* the adapters into the decoders' host tensors */
     }
     return 0;
 }
