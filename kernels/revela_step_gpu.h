@@ -1,12 +1,13 @@
 /* revela_step_gpu.h — the Revela training step (lib/revela_step_ref.c) on a
- * CUDA device: both networks' frozen weights uploaded once (f32), the LoRA
- * adapters uploaded on request (after each optimiser step), and per
- * micro-batch the same four passes and backward as rv_revela_step_ref,
- * op for op, with the rv_cuda_* ops of cuda_ops.h and every activation kept
- * on the device. LoRA gradients accumulate in device buffers across
- * micro-batches; rv_step_gpu_take_grads adds them into the host gradient
- * buffers (and zeroes them), and the optimiser (clipping, AdamW) runs on the
- * host as on the CPU path.
+ * CUDA device: both networks' frozen weights uploaded once (f32 or bf16),
+ * and per micro-batch the same four passes and backward as
+ * rv_revela_step_ref, op for op, with the rv_cuda_* ops of cuda_ops.h and
+ * every activation kept on the device. LoRA gradients accumulate in device
+ * buffers across micro-batches. Then either the optimiser step runs on the
+ * device (rv_step_gpu_optim_*: the adapters and AdamW's moments live there,
+ * and come back on request), or rv_step_gpu_take_grads adds the gradients
+ * into host buffers (and zeroes them) for the host's optimiser, after which
+ * rv_step_gpu_load_lora uploads the new adapters.
  *
  * Supported: LoRA on both networks (any targets and rank), LoRA dropout
  * (the same masks as the CPU step, drawn on the device from the same
