@@ -63,11 +63,11 @@ int rv_launch_env_read(rv_launch_env *e, const char *(*get)(void *ctx, const cha
     const var_set *vs = NULL;
     for (size_t i = 0; i < sizeof sets / sizeof *sets && !vs; i++) {
         const char *r = get(ctx, sets[i].rank), *w = get(ctx, sets[i].world);
-        if (!r && !w)
-            continue;
+        /* Half a set is not a launcher: `make RANK=8` (a LoRA rank) exports
+         * RANK to every recipe, and shells keep stray variables. Launchers
+         * always set both. */
         if (!r || !w)
-            return rv_error_set("launch: %s is set but %s is not (both are needed, from the same launcher)",
-                                r ? sets[i].rank : sets[i].world, r ? sets[i].world : sets[i].rank);
+            continue;
         vs = &sets[i];
     }
     if (vs) {

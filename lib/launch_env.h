@@ -10,9 +10,11 @@
  *   PMI_RANK, PMI_SIZE, MPI_LOCALRANKID                      MPICH, Intel MPI
  *   SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID                srun
  *   none of them: rank 0 of 1 (source "none").
- * A set that is half there (RANK without WORLD_SIZE) or malformed (not a
- * decimal integer, rank >= world size) is an error naming the variable, not
- * a silent single-process run. The local rank (the GPU index) defaults to
+ * A set that is half there (RANK without WORLD_SIZE) is not a launcher and
+ * is passed over: `make RANK=8` exports RANK to its recipes, and launchers
+ * always set both. A complete set that is malformed (not a decimal integer,
+ * rank >= world size) is an error naming the variable, not a silent
+ * single-process run. The local rank (the GPU index) defaults to
  * the rank when the launcher gives none and the world is 1, and is an error
  * otherwise (which GPU would be a guess).
  *

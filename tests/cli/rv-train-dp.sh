@@ -80,6 +80,10 @@ compare() {
 t_run rv-train "${COMMON[@]}" --grad-accum 4 --out "$D/one4" -t 2; t_exit one_process_accum4 0
 t_run rv-train "${COMMON[@]}" --grad-accum 2 --out "$D/one2" -t 1; t_exit one_process_accum2 0
 
+# a stray RANK (make exports its command-line variables, e.g. `make experiment RANK=8`) is not a launcher
+t_run env RANK=8 rv-train "${COMMON[@]}" --grad-accum 2 --max-steps 1 --out "$D/stray" -t 1
+t_exit stray_rank_variable 0
+
 # ---------------------------------------------------------------- 2 ranks
 ranks dp2 2 "${COMMON[@]}" --grad-accum 4 --out "$D/dp2"
 all_zero "$D/dp2.rc"; T_RC=$?; T_ERR=$D/dp2.1.err; t_exit two_ranks 0
