@@ -85,7 +85,7 @@ _Noreturn static void usage(void)
            "      --recompute           keep only layer inputs, re-run each layer before its backward\n"
            "                            (same results, far less memory, about 1/3 more compute)\n"
            "      --device D            cpu (default) or cuda: the Revela step on a GPU (the CUDA backend,\n"
-           "                            librevela-cuda.so; not with --objective lm or --recompute)\n"
+           "                            librevela-cuda.so; not with --objective lm)\n"
            "      --gpu N               CUDA device index (default 0; with several ranks: LOCAL_RANK)\n"
            "      --gpu-dtype T         f32 (default) or bf16: storage of the frozen matrices on the GPU\n"
            "      --gpus N              data parallel on N GPUs of this node: one rank per GPU, the step's\n"
@@ -295,9 +295,9 @@ static void parse_args(int argc, char **argv, train_opts *o)
         rv_die_usage("--comm nccl needs --device cuda");
     if (!o->cuda)
         o->comm_tcp = 1;
-    if (o->cuda && (o->lm_only || o->recompute))
-        rv_die_usage("--device cuda runs the Revela step only: not with --objective lm, --full, --init or "
-                     "--recompute (use --device cpu)");
+    if (o->cuda && o->lm_only)
+        rv_die_usage("--device cuda runs the Revela step only: not with --objective lm, --full or --init "
+                     "(use --device cpu)");
     if (o->lm_only && (o->dual_loss || o->freeze_lm))
         rv_die_usage("--dual-loss and --freeze-lm apply to --objective revela only");
     if (o->init && !o->model && !o->tok)

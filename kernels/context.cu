@@ -62,6 +62,7 @@ extern "C" rv_cuda *rv_cuda_open(int device)
     if (open_context(c, device) != 0) {
         rv_error_prefix("opening CUDA device %d", device);
         rv_cuda_close(c);
+        cudaGetLastError();   /* not sticky: the thread's next launch must not report this failure */
         return NULL;
     }
     return c;

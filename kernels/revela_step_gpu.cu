@@ -15,11 +15,21 @@
  * at open; activations for all four passes and the backward scratch are
  * allocated at the first step and kept while later steps fit (batch and
  * batch*seq_len no larger), so a training run does not call cudaMalloc per
- * micro-batch. Both nets' gradient accumulators are one allocation (the
- * retriever's below the LM's), so listed top layer first, LM then
- * retriever, they form one descending contiguous range and the gradient
- * buckets (grad_buckets.h) cover it with no gaps and the same plan on every
- * rank, whatever addresses the allocator hands out.
+ * micro-batch. With opts->recompute (activation recomputation, as the CPU
+ * step's) each layer keeps only its input (pass A also its post-RoPE K/V,
+ * which pass B's in-batch attention reads forward and backward); every
+ * other activation goes to ONE set of the largest layer's sizes shared by
+ * all layers of all four passes (the CPU step has one per pass), and each
+ * layer's forward is re-run into it just before that layer's backward. The
+ * ops, inputs and dropout keys are the same, so are the values: the losses
+ * and gradients are those of the step without recompute, at the cost of a
+ * second forward through every layer.
+ *
+ * Both nets' gradient accumulators are one allocation (the retriever's
+ * below the LM's), so listed top layer first, LM then retriever, they form
+ * one descending contiguous range and the gradient buckets
+ * (grad_buckets.h) cover it with no gaps and the same plan on every rank,
+ * whatever addresses the allocator hands out.
  *
  * Data parallelism (rv_step_gpu_set_comm): tensor readiness is reported from
  * the backward itself. A net's layer-l adapters are final after the last
@@ -130,6 +140,7 @@ typedef struct {
     float *x_final, *h, *rstd_f;
     float drop_p, drop_kept;      /* LoRA dropout: probability, the kept value 1/(1-p); p == 0: none */
     uint64_t drop_seed, drop_base;   /* mask stream = drop_base + layer * 8 + projection */
+    int recompute;                /* layers share one activation set, refilled before their backward */
 } dpass;
 
 /* The dropout mask of one projection in one pass (p == 0: none) and the
@@ -162,8 +173,9 @@ struct rv_step_gpu {
         rv_wtype t;
     } *wmap;                      /* host tensor -> its device copy (shared base uploaded once) */
     size_t n_wmap, cap_wmap;
-    /* activations and scratch, sized for cap_B x cap_n */
-    int cap_B;
+    /* activations and scratch, sized for cap_B x cap_n, laid out for
+     * recompute or not (cap_rc) */
+    int cap_B, cap_rc;
     size_t cap_n;
     dev_list acts;
     dpass pass[4];                /* P, Q (retriever), A, B (LM) */
@@ -565,47 +577,104 @@ extern "C" int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retri
 }
 
 /* ---------------------------------------------------------------- activations */
-static int alloc_pass(rv_step_gpu *g, dpass *a, dnet *net, int B, size_t n, int in_batch)
+#define TAKE(dst, count)                                                                               \
+    do {                                                                                               \
+        if (!((dst) = (float *)dev_take(g->c, al, (count) * sizeof(float), "activations")))           \
+            return -1;                                                                                 \
+    } while (0)
+
+/* The sizes of one layer's activation set: a net's own, or (recompute) the
+ * largest over both nets, so that one set serves every layer of every pass. */
+typedef struct {
+    size_t D, QW, KW, F, H, ib_H;  /* ib_H: heads of the in-batch statistics (0: none) */
+    int rank[RV_N_PROJ];
+} act_dims;
+
+static act_dims dims_of(const rv_step_decoder *m, int l, int in_batch)
+{
+    act_dims d;
+    d.D = (size_t)m->hidden;
+    d.QW = (size_t)m->n_heads * m->head_dim;
+    d.KW = (size_t)m->n_kv_heads * m->head_dim;
+    d.F = (size_t)m->ffn;
+    d.H = (size_t)m->n_heads;
+    d.ib_H = in_batch ? d.H : 0;
+    for (int p = 0; p < RV_N_PROJ; p++)
+        d.rank[p] = m->layers[l].proj[p].rank;
+    return d;
+}
+
+static void dims_max(act_dims *a, const act_dims *b)
+{
+    a->D = b->D > a->D ? b->D : a->D;
+    a->QW = b->QW > a->QW ? b->QW : a->QW;
+    a->KW = b->KW > a->KW ? b->KW : a->KW;
+    a->F = b->F > a->F ? b->F : a->F;
+    a->H = b->H > a->H ? b->H : a->H;
+    a->ib_H = b->ib_H > a->ib_H ? b->ib_H : a->ib_H;
+    for (int p = 0; p < RV_N_PROJ; p++)
+        a->rank[p] = b->rank[p] > a->rank[p] ? b->rank[p] : a->rank[p];
+}
+
+/* Every buffer of one layer's activation set for B chunks of n rows (the
+ * input only with_in: a shared set's layers keep their own). */
+static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size_t n, int with_in)
+{
+    dev_list *al = &g->acts;
+    if (with_in)
+        TAKE(la->x_in, n * d->D);
+    TAKE(la->u, n * d->D);
+    TAKE(la->rstd1, n);
+    for (int p = 0; p < RV_N_PROJ; p++)
+        TAKE(la->xa[p], n * (size_t)(d->rank[p] > 0 ? d->rank[p] : 1));
+    TAKE(la->q, n * d->QW);
+    TAKE(la->k, n * d->KW);
+    TAKE(la->v, n * d->KW);
+    TAKE(la->attn, n * d->QW);
+    TAKE(la->lse, n * d->H);
+    if (d->ib_H) {
+        TAKE(la->ib_lse, (size_t)B * n * d->ib_H);
+        TAKE(la->ib_den, (size_t)B * n * d->ib_H);
+    }
+    TAKE(la->o_in, n * d->QW);
+    TAKE(la->x_mid, n * d->D);
+    TAKE(la->u2, n * d->D);
+    TAKE(la->rstd2, n);
+    TAKE(la->gate, n * d->F);
+    TAKE(la->up, n * d->F);
+    TAKE(la->hmid, n * d->F);
+    return 0;
+}
+
+/* shared == NULL: a set of its own per layer. Otherwise (recompute) every
+ * layer points into *shared, except its input and, with keep_kv (pass A,
+ * whose K/V pass B's in-batch attention reads at every layer, forward and
+ * backward), its post-RoPE K and V. */
+static int alloc_pass(rv_step_gpu *g, dpass *a, dnet *net, int B, size_t n, int in_batch, const dacts *shared,
+                      int keep_kv)
 {
     const rv_step_decoder *m = net->host;
-    const size_t D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
-    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, F = (size_t)m->ffn, H = (size_t)m->n_heads;
+    const size_t D = (size_t)m->hidden, KW = (size_t)m->n_kv_heads * m->head_dim;
     a->net = net;
     free(a->layers);
     a->layers = (dacts *)calloc((size_t)m->n_layers, sizeof *a->layers);
     if (!a->layers)
         return rv_error_set("revela step on cuda: out of host memory");
     dev_list *al = &g->acts;
-#define TAKE(dst, count)                                                                               \
-    do {                                                                                               \
-        if (!((dst) = (float *)dev_take(g->c, al, (count) * sizeof(float), "activations")))           \
-            return -1;                                                                                 \
-    } while (0)
     for (int l = 0; l < m->n_layers; l++) {
         dacts *la = &a->layers[l];
+        if (!shared) {
+            act_dims d = dims_of(m, l, in_batch);
+            if (alloc_layer(g, la, &d, B, n, 1) != 0)
+                return -1;
+            continue;
+        }
+        *la = *shared;
         TAKE(la->x_in, n * D);
-        TAKE(la->u, n * D);
-        TAKE(la->rstd1, n);
-        for (int p = 0; p < RV_N_PROJ; p++) {
-            int r = m->layers[l].proj[p].rank;
-            TAKE(la->xa[p], n * (size_t)(r > 0 ? r : 1));
+        if (keep_kv) {
+            TAKE(la->k, n * KW);
+            TAKE(la->v, n * KW);
         }
-        TAKE(la->q, n * QW);
-        TAKE(la->k, n * KW);
-        TAKE(la->v, n * KW);
-        TAKE(la->attn, n * QW);
-        TAKE(la->lse, n * H);
-        if (in_batch) {
-            TAKE(la->ib_lse, (size_t)B * n * H);
-            TAKE(la->ib_den, (size_t)B * n * H);
-        }
-        TAKE(la->o_in, n * QW);
-        TAKE(la->x_mid, n * D);
-        TAKE(la->u2, n * D);
-        TAKE(la->rstd2, n);
-        TAKE(la->gate, n * F);
-        TAKE(la->up, n * F);
-        TAKE(la->hmid, n * F);
     }
     TAKE(a->x_final, n * D);
     TAKE(a->h, n * D);
@@ -614,10 +683,15 @@ static int alloc_pass(rv_step_gpu *g, dpass *a, dnet *net, int B, size_t n, int 
 }
 
 /* Every activation and scratch buffer for B chunks of n rows in all (kept
- * while later steps fit). */
-static int ensure_acts(rv_step_gpu *g, int B, size_t n)
+ * while later steps fit and ask for the same layout). recompute: one
+ * activation set of the largest sizes serves every layer of all four
+ * passes (only one layer's forward or backward runs at a time, and pass
+ * B's in-batch attention reads pass A's K/V, which are kept per layer), so
+ * per layer only the inputs (and pass A's K/V) stay. */
+static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
 {
-    if (g->acts.n && B <= g->cap_B && n <= g->cap_n && (size_t)B * n <= (size_t)g->cap_B * g->cap_n)
+    if (g->acts.n && g->cap_rc == recompute && B <= g->cap_B && n <= g->cap_n &&
+        (size_t)B * n <= (size_t)g->cap_B * g->cap_n)
         return 0;
     dev_list_free(g->c, &g->acts);
     g->cap_B = 0;
@@ -636,8 +710,23 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n)
             for (int p = 0; p < RV_N_PROJ; p++)
                 Rm = (size_t)m->layers[l].proj[p].rank > Rm ? (size_t)m->layers[l].proj[p].rank : Rm;
     }
-    if (alloc_pass(g, &g->pass[0], &g->net[0], B, n, 0) != 0 || alloc_pass(g, &g->pass[1], &g->net[0], B, n, 0) != 0 ||
-        alloc_pass(g, &g->pass[2], &g->net[1], B, n, 0) != 0 || alloc_pass(g, &g->pass[3], &g->net[1], B, n, 1) != 0)
+    dacts shared, *sh = NULL;
+    if (recompute) {
+        act_dims d = dims_of(r, 0, 0);
+        for (int i = 0; i < 2; i++)
+            for (int l = 0; l < g->net[i].host->n_layers; l++) {
+                act_dims e = dims_of(g->net[i].host, l, i == 1);   /* the LM's: pass B's in-batch statistics */
+                dims_max(&d, &e);
+            }
+        memset(&shared, 0, sizeof shared);
+        if (alloc_layer(g, &shared, &d, B, n, 0) != 0)
+            return -1;
+        sh = &shared;
+    }
+    if (alloc_pass(g, &g->pass[0], &g->net[0], B, n, 0, sh, 0) != 0 ||
+        alloc_pass(g, &g->pass[1], &g->net[0], B, n, 0, sh, 0) != 0 ||
+        alloc_pass(g, &g->pass[2], &g->net[1], B, n, 0, sh, 1) != 0 ||
+        alloc_pass(g, &g->pass[3], &g->net[1], B, n, 1, sh, 0) != 0)
         return -1;
     dev_list *al = &g->acts;
     const size_t DR = (size_t)r->hidden, DL = (size_t)lm->hidden, KWL = (size_t)lm->n_kv_heads * lm->head_dim;
@@ -695,6 +784,7 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n)
         return -1;
     g->cap_B = B;
     g->cap_n = n;
+    g->cap_rc = recompute;
     return 0;
 }
 
@@ -824,7 +914,10 @@ static int proj_final(rv_step_gpu *g, const dproj *p)
     return 0;
 }
 
-static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink *ib)
+/* x: the layer's input on entry (saved as la->x_in unless again: the
+ * recompute before the backward, whose input is that copy), its output on
+ * exit. */
+static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink *ib, int again)
 {
     rv_cuda *c = g->c;
     const rv_step_decoder *m = a->net->host;
@@ -839,7 +932,7 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
     for (int p = 0; p < RV_N_PROJ; p++)
         dr[p] = drop_of(g, a, l, p);
 
-    if (dcopy(c, la->x_in, x, n * D) != 0 ||
+    if ((!again && dcopy(c, la->x_in, x, n * D) != 0) ||
         rv_cuda_rmsnorm(c, la->u, F32, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
         FWD(Q, la->u, la->q) != 0 || FWD(K, la->u, la->k) != 0 || FWD(V, la->u, la->v) != 0 ||
         rv_cuda_rope(c, la->q, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
@@ -875,7 +968,7 @@ static int pass_forward(rv_step_gpu *g, dpass *a, const dlink *ib)
     if (rv_cuda_embedding(g->c, g->x, F32, a->net->embed, g->wt, (size_t)m->vocab, D, a->d_ids, n) != 0)
         return -1;
     for (int l = 0; l < m->n_layers; l++)
-        if (layer_forward(g, a, l, g->x, ib) != 0)
+        if (layer_forward(g, a, l, g->x, ib, 0) != 0)
             return -1;
     if (dcopy(g->c, a->x_final, g->x, n * D) != 0 ||
         rv_cuda_rmsnorm(g->c, a->h, F32, g->x, F32, a->net->final_norm, F32, n, D, m->norm_eps, a->rstd_f) != 0)
@@ -960,6 +1053,12 @@ static int pass_backward(rv_step_gpu *g, dpass *a, const float *dh, float **dk_s
         } else if (dzero(c, dk, n * KW * 4) != 0 || dzero(c, dv, n * KW * 4) != 0) {
             return -1;
         }
+        /* recompute: the same forward again from the saved input (g->x is
+         * free during the backward), into the shared set; the same ops on
+         * the same data with the same dropout keys give the same values */
+        if (a->recompute &&
+            (dcopy(c, g->x, a->layers[l].x_in, n * D) != 0 || layer_forward(g, a, l, g->x, ib, 1) != 0))
+            return -1;
         if (layer_backward(g, a, l, g->dx, dk, dv, ib, fin) != 0)
             return -1;
     }
@@ -992,9 +1091,6 @@ extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, cons
 {
     if (dropout && !(dropout->p >= 0 && dropout->p < 1))
         return rv_error_set("revela step on cuda: LoRA dropout must be in [0, 1), found %g", (double)dropout->p);
-    if (opts->recompute)
-        return rv_error_set("revela step on cuda: recompute is not supported on the device (it would give the "
-                            "same numbers; all activations are kept)");
     if (g->final_done)   /* its tensors are (being) all-reduced: adding to them now would be lost or wrong */
         return rv_error_set("revela step on cuda: a micro-batch after the final one of the optimiser step "
                             "(rv_step_gpu_take_grads must come first)");
@@ -1016,7 +1112,8 @@ extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, cons
         rv_attn_shape_check(&lm_shape, batch->x_len) != 0)
         return rv_error_prefix("revela step on cuda");
     const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)r->hidden, DL = (size_t)lm->hidden;
-    if (ensure_acts(g, B, n) != 0 || ensure_rope(g, &g->net[0], L) != 0 || ensure_rope(g, &g->net[1], L) != 0)
+    if (ensure_acts(g, B, n, opts->recompute != 0) != 0 || ensure_rope(g, &g->net[0], L) != 0 ||
+        ensure_rope(g, &g->net[1], L) != 0)
         return -1;
 
     uint32_t *tmp = (uint32_t *)malloc(n * sizeof *tmp);
@@ -1048,6 +1145,7 @@ extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, cons
             a->drop_kept = a->drop_p > 0 ? 1.0f / (1.0f - a->drop_p) : 1.0f;
             a->drop_seed = a->drop_p > 0 ? dropout->seed : 0;
             a->drop_base = a->drop_p > 0 ? ((dropout->micro << 2) | (uint64_t)i) << 24 : 0;
+            a->recompute = opts->recompute != 0;
         }
         pp->d_ids = g->ids[0];
         pp->d_len = g->len[0];

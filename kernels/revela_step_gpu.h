@@ -12,8 +12,14 @@
  * Supported: LoRA on both networks (any targets and rank), LoRA dropout
  * (the same masks as the CPU step, drawn on the device from the same
  * counter-based hash), tau, V-norm on or off, similarity fp32 or the bf16
- * emulation, skip_zero_weights, dual loss, projection biases. Refused with
- * an error (never silently different): recompute, head_dim > 128 or odd.
+ * emulation, skip_zero_weights, dual loss, projection biases, and
+ * opts->recompute: per layer only its input is kept (and pass A's post-RoPE
+ * K/V, which pass B's in-batch attention reads), one set of every other
+ * activation is shared among all layers of the four passes, and each layer's
+ * forward runs again just before its backward: the same losses and
+ * gradients (bit-identical on the emulator) for a second forward through
+ * every layer, with activation memory of about one layer instead of all.
+ * Refused with an error (never silently different): head_dim > 128 or odd.
  * Frozen matrices (embedding, LM head, projections) are stored as f32 (the
  * CPU step up to summation order) or bf16 (half the memory, tensor-core
  * products; each projection's input and output gradient are narrowed to

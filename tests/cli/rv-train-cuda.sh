@@ -13,7 +13,9 @@
 # byte, and checkpoint/adapter headers with the same tensor names and
 # shapes. LoRA dropout is at its default (0.1): the device draws the CPU's
 # masks. Step 4 runs on adapters the device received after an optimiser
-# step, so the curve checks the re-upload. One step with --gpu-dtype bf16:
+# step, so the curve checks the re-upload. --recompute on the device: step 1
+# logged digit for digit as without it, with fewer activation bytes. One
+# step with --gpu-dtype bf16:
 # recorded in hparams.json, step-1 loss within 2e-3 of the CPU's. Usage
 # errors need no backend;
 # without the emulated backend (make check-asan) the device checks print
@@ -35,14 +37,13 @@ t_exit gpu_without_cuda_exit 2
 t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --objective lm
 t_exit cuda_lm_refused 2
 t_stderr_has cuda_lm_message '--device cuda runs the Revela step only'
-t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --recompute
-t_exit cuda_recompute_refused 2
 t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --gpu-dtype f16
 t_exit bad_gpu_dtype_exit 2
 t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --gpu-dtype bf16
 t_exit gpu_dtype_without_cuda_exit 2
 
 cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity adapter_parity
+             recompute_run recompute_same_step recompute_less_memory
              bf16_run bf16_hparams bf16_loss"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
@@ -71,6 +72,17 @@ case $r in
 ok*) t_pass adapter_parity; echo "INFO $T_SUITE/adapter_parity: worst tensor rel ${r##* }" ;;
 *) t_fail adapter_parity "$r" ;;
 esac
+
+# --recompute on the device: the first step's log line (loss, pass-A loss, grad-norm, W statistics)
+# equal to the device run without it, digit for digit (the same operations on the same values)
+t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/rc" --device cuda --recompute --stop-after 1
+t_exit recompute_run 0
+line1() { sed -n 1p "$1/log.jsonl" | sed 's/"tokens_per_s":[^,]*,"ms_per_step":[^,]*,//; s/,"activations_mb":.*//'; }
+t_eq recompute_same_step "$(line1 "$D/rc")" "$(line1 "$D/cuda")"
+rc_mb=$(sed -n '1s/.*"activations_mb":\([0-9.]*\).*/\1/p' "$D/rc/log.jsonl")
+full_mb=$(sed -n '1s/.*"activations_mb":\([0-9.]*\).*/\1/p' "$D/cuda/log.jsonl")
+t_eq recompute_less_memory "$(awk -v a="$rc_mb" -v b="$full_mb" 'BEGIN {print (a + 0 < b + 0) ? "yes" : "no: " a " vs " b}')" yes
+echo "INFO $T_SUITE/recompute: device activations ${rc_mb} MiB with --recompute, ${full_mb} MiB without"
 
 # --gpu-dtype bf16: one step; recorded in hparams.json; the loss near the CPU's (bf16 frozen products)
 t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/bf16" --device cuda --gpu-dtype bf16 --max-steps 1

@@ -34,7 +34,17 @@
  * the fake sums in rank order); every bucket is issued during the final
  * micro-batch, the first before the retriever's backward has written
  * anything; allreduce_host sums. The threaded cases need host pointers and
- * run on the emulator only (SKIP with a real device). */
+ * run on the emulator only (SKIP with a real device).
+ *
+ * Recompute (opts->recompute, issue #8's memory): the same micro-batches
+ * through two handles on the same adapters, one keeping every activation,
+ * one recomputing; losses, S, W, dL/dW, the embeddings and every adapter
+ * gradient must be bit-identical on the emulator (the recomputed forward is
+ * the same ops on the same data) and within 1e-6 relative on a real GPU
+ * (the kernels use no atomics and should be bitwise too; the tolerance only
+ * allows for a GEMM library choosing another algorithm for another buffer;
+ * whether it was bitwise is printed), and the recomputing handle must hold
+ * fewer activation bytes. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -407,10 +417,6 @@ static void refuses_unsupported(void)
     rv_step_result res = {0};
     CHECK(rv_step_gpu_step(g, &bt, &o, &d, &res) == -1 && strstr(rv_error_get(), "dropout"),
           "dropout 1 not refused: %s", rv_error_get());
-    o.recompute = 1;
-    CHECK(rv_step_gpu_step(g, &bt, &o, NULL, &res) == -1 && strstr(rv_error_get(), "recompute"),
-          "recompute not refused: %s", rv_error_get());
-    o.recompute = 0;
     ids[3] = 100000;
     CHECK(rv_step_gpu_step(g, &bt, &o, NULL, &res) == -1 && strstr(rv_error_get(), "vocabulary"),
           "bad id not refused: %s", rv_error_get());
@@ -420,6 +426,193 @@ done:
     rv_train_net_free(&l);
     rv_train_base_free(&base);
     rv_model_free(m);
+}
+
+/* ================================================================ recompute */
+#define RC_TOL 1e-6   /* real GPU only; the emulator must be bitwise */
+
+typedef struct {
+    const char *name, *retriever, *lm;
+    int B, L, micro;      /* micro-batches, each one's gradients taken and compared */
+    float dropout;
+    int dual_loss, bf16;
+    int switch_back;      /* the recomputing handle runs its last micro-batch without recompute */
+} rc_case;
+
+/* a vs b: *bitwise is cleared unless they are bit-identical; returns the
+ * largest |a - b| relative to b's largest value */
+static double rc_cmp(const float *a, const float *b, size_t n, int *bitwise)
+{
+    if (memcmp(a, b, n * sizeof *a) != 0)
+        *bitwise = 0;
+    return rel_err(a, b, n, 1e-30);
+}
+
+static void recompute_case(const rc_case *k)
+{
+    rv_model *rm = rv_model_load(fixture(k->retriever)), *lmm = NULL;
+    int same = strcmp(k->retriever, k->lm) == 0;
+    if (!same)
+        lmm = rv_model_load(fixture(k->lm));
+    REQUIRE(rm && (same || lmm), "%s: %s", k->name, rv_error_get());
+    rv_train_base rbase = {0}, lbase_own = {0};
+    const rv_train_base *lbase = &rbase;
+    rv_train_net rp = {0}, lp = {0}, rr = {0}, lr = {0};   /* the plain handle's nets, the recomputing one's */
+    rv_step_gpu *gp = NULL, *gr = NULL;
+    int32_t *ids = NULL;
+    int *len = NULL;
+    float *buf[2] = {NULL, NULL};
+    int ok = rv_train_base_init(&rbase, rm) == 0;
+    if (ok && !same) {
+        ok = rv_train_base_init(&lbase_own, lmm) == 0;
+        lbase = &lbase_own;
+    }
+    ok = ok && rv_train_net_init(&rp, &rbase, 4, 8, 0x7f, 11, 1, 0) == 0 &&
+         rv_train_net_init(&lp, lbase, 4, 8, 0x7f, 11, 2, 1) == 0 &&
+         rv_train_net_init(&rr, &rbase, 4, 8, 0x7f, 11, 1, 0) == 0 &&
+         rv_train_net_init(&lr, lbase, 4, 8, 0x7f, 11, 2, 1) == 0;
+    CHECK(ok, "%s: %s", k->name, rv_error_get());
+    if (!ok)
+        goto done;
+    for (size_t i = 0; i < rp.n_params; i++)
+        rp.params[i] = rr.params[i] = (float)(0.2 * (urand() - 0.5));
+    for (size_t i = 0; i < lp.n_params; i++)
+        lp.params[i] = lr.params[i] = (float)(0.2 * (urand() - 0.5));
+    const rv_wtype wt = k->bf16 ? RV_WT_BF16 : RV_WT_F32;
+    if (!(gp = rv_step_gpu_open(&rp.dec, &lp.dec, 0, wt)) || !(gr = rv_step_gpu_open(&rr.dec, &lr.dec, 0, wt))) {
+        CHECK(0, "%s: open: %s", k->name, rv_error_get());
+        goto done;
+    }
+    const int B = k->B, L = k->L;
+    const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)rbase.hidden;
+    const size_t per = 4 * BB + 2 * (size_t)B * DR;   /* S, W, dW, dS, q_emb, p_emb */
+    ids = malloc(3 * n * sizeof *ids);
+    len = malloc(3 * (size_t)B * sizeof *len);
+    buf[0] = calloc(per, sizeof(float));
+    buf[1] = calloc(per, sizeof(float));
+    if (!ids || !len || !buf[0] || !buf[1]) {
+        CHECK(0, "%s: out of memory", k->name);
+        goto done;
+    }
+    rv_step_opts o = {0};
+    o.tau = 0.5;
+    o.v_norm = 1;
+    o.v_norm_eps = 1e-6f;
+    o.similarity = RV_SIM_FP32;
+    o.skip_zero_weights = 1;
+    o.dual_loss = k->dual_loss;
+#ifdef RV_CUDA_EMULATE
+    const int emulated = 1;
+#else
+    const int emulated = 0;
+#endif
+    int bitwise = 1;
+    double worst = 0, gmax = 0;
+    size_t bytes[2] = {0, 0};
+    for (int mb = 0; mb < k->micro; mb++) {
+        for (int v = 0; v < 3; v++)
+            for (int b = 0; b < B; b++) {
+                len[v * B + b] = b == 0 ? L : 2 + (int)(test_rand() % (unsigned)(L - 1));
+                for (int t = 0; t < L; t++)
+                    ids[(size_t)v * n + (size_t)b * L + t] = 3 + (int32_t)(test_rand() % 250);
+            }
+        rv_step_batch bt = {B, L, ids, ids + n, ids + 2 * n, len, len + B, len + 2 * B};
+        rv_step_dropout drop = {k->dropout, 77, (uint64_t)mb};
+        rv_step_result res[2];
+        for (int h = 0; h < 2; h++) {
+            float *q = buf[h];
+            memset(&res[h], 0, sizeof res[h]);
+            res[h].s = q, res[h].w = q + BB, res[h].dw = q + 2 * BB, res[h].ds = q + 3 * BB;
+            res[h].q_emb = q + 4 * BB, res[h].p_emb = q + 4 * BB + (size_t)B * DR;
+        }
+        rv_step_opts orc = o;
+        orc.recompute = !(k->switch_back && mb == k->micro - 1);
+        memset(rp.grads, 0, rp.n_params * sizeof(float));
+        memset(lp.grads, 0, lp.n_params * sizeof(float));
+        memset(rr.grads, 0, rr.n_params * sizeof(float));
+        memset(lr.grads, 0, lr.n_params * sizeof(float));
+        if (rv_step_gpu_step(gp, &bt, &o, &drop, &res[0]) != 0 ||
+            rv_step_gpu_take_grads(gp, rp.layer_grads, lp.layer_grads) != 0 ||
+            rv_step_gpu_step(gr, &bt, &orc, &drop, &res[1]) != 0 ||
+            rv_step_gpu_take_grads(gr, rr.layer_grads, lr.layer_grads) != 0) {
+            CHECK(0, "%s: micro-batch %d: %s", k->name, mb, rv_error_get());
+            goto done;
+        }
+        if (orc.recompute) {
+            bytes[0] = res[0].activation_bytes;
+            bytes[1] = res[1].activation_bytes;
+        } else {   /* back to keeping everything: the full layout again */
+            CHECK(res[1].activation_bytes == res[0].activation_bytes,
+                  "%s: micro-batch %d without recompute holds %zu activation bytes, the plain handle %zu", k->name, mb,
+                  res[1].activation_bytes, res[0].activation_bytes);
+        }
+        if (memcmp(&res[1].loss, &res[0].loss, sizeof(double)) != 0 ||
+            memcmp(&res[1].loss_plain, &res[0].loss_plain, sizeof(double)) != 0)
+            bitwise = 0;
+        double el = fabs(res[1].loss - res[0].loss) / fabs(res[0].loss);
+        double ep = fabs(res[1].loss_plain - res[0].loss_plain) / fabs(res[0].loss_plain);
+        double ev = rc_cmp(buf[1], buf[0], per, &bitwise);
+        double egr = rc_cmp(rr.grads, rp.grads, rp.n_params, &bitwise);
+        double egl = rc_cmp(lr.grads, lp.grads, lp.n_params, &bitwise);
+        CHECK(el <= RC_TOL && ep <= RC_TOL, "%s: micro-batch %d: loss %.9g vs %.9g, pass A %.9g vs %.9g", k->name, mb,
+              res[1].loss, res[0].loss, res[1].loss_plain, res[0].loss_plain);
+        CHECK(ev <= RC_TOL && egr <= RC_TOL && egl <= RC_TOL,
+              "%s: micro-batch %d: S/W/dW/dS/embeddings rel %.3g, gradients retriever %.3g lm %.3g", k->name, mb, ev,
+              egr, egl);
+        double e[5] = {el, ep, ev, egr, egl};
+        for (int i = 0; i < 5; i++)
+            worst = e[i] > worst || e[i] != e[i] ? e[i] : worst;
+        for (size_t i = 0; i < rp.n_params; i++)
+            gmax = fabs(rp.grads[i]) > gmax ? fabs(rp.grads[i]) : gmax;
+        for (size_t i = 0; i < lp.n_params; i++)
+            gmax = fabs(lp.grads[i]) > gmax ? fabs(lp.grads[i]) : gmax;
+    }
+    /* the comparison proves something only if the gradients are not zero */
+    CHECK(gmax > 1e-6, "%s: the gradients are (nearly) zero (max %g)", k->name, gmax);
+    if (emulated)
+        CHECK(bitwise, "%s: recompute is not bit-identical on the emulator (worst rel %.3g)", k->name, worst);
+    CHECK(bytes[1] < bytes[0], "%s: activation bytes with recompute %zu, without %zu", k->name, bytes[1], bytes[0]);
+    printf("  %s: %d micro-batch(es)%s, recompute vs not: %s (worst rel %.2e); activation bytes %zu with, %zu "
+           "without (%.0f%%)\n",
+           k->name, k->micro, k->switch_back ? " (the last without recompute)" : "",
+           bitwise ? "bit-identical" : "not bitwise", worst, bytes[1], bytes[0],
+           100.0 * (double)bytes[1] / (double)(bytes[0] ? bytes[0] : 1));
+done:
+    free(ids);
+    free(len);
+    free(buf[0]);
+    free(buf[1]);
+    rv_step_gpu_close(gp);
+    rv_step_gpu_close(gr);
+    rv_train_net_free(&rp);
+    rv_train_net_free(&lp);
+    rv_train_net_free(&rr);
+    rv_train_net_free(&lr);
+    rv_train_base_free(&rbase);
+    if (!same)
+        rv_train_base_free(&lbase_own);
+    rv_model_free(rm);
+    rv_model_free(lmm);
+}
+
+/* Qwen2 retriever (one KV head, biases) + LLaMA LM (two KV heads): the
+ * shared activation set takes the larger of each size; dropout and the dual
+ * loss on. The recomputing handle's second micro-batch runs without
+ * recompute: its activations are laid out again, in full. */
+static void recompute_dual_dropout(void)
+{
+    rc_case k = {.name = "recompute_dual_dropout", .retriever = "qwen2", .lm = "llama_tied", .B = 3, .L = 3,
+                 .micro = 2, .dropout = 0.1f, .dual_loss = 1, .switch_back = 1};
+    recompute_case(&k);
+}
+
+/* One LLaMA checkpoint as both nets (one upload), bf16 storage (the
+ * narrowing scratch is shared with the recomputed forward), dropout on. */
+static void recompute_bf16(void)
+{
+    rc_case k = {.name = "recompute_bf16", .retriever = "llama_tied", .lm = "llama_tied", .B = 3, .L = 3,
+                 .micro = 1, .dropout = 0.1f, .bf16 = 1};
+    recompute_case(&k);
 }
 
 /* ================================================================ data parallelism */
@@ -1115,6 +1308,11 @@ int main(void)
     RUN_TEST(refuses_unsupported);
     RUN_TEST(dp_world1_identity);
     RUN_TEST(optim_on_device);
+    /* after the data-parallel fixture is drawn (their random draws leave its
+     * data as it was), before emu_devices (whose failed open of device 1
+     * leaves the emulator's sticky error set) */
+    RUN_TEST(recompute_dual_dropout);
+    RUN_TEST(recompute_bf16);
 #ifdef RV_CUDA_EMULATE
     RUN_TEST(emu_devices);
     RUN_TEST(dp_world2_fake);
