@@ -180,39 +180,70 @@ static int round_base_bf16(rv_train_base *b)
     return 0;
 }
 
+/* Two fixture models as retriever and LM (one model when the names agree)
+ * and two (retriever, LM) pairs of nets on them with the same random
+ * adapters (B != 0): pair 0 for one side of a comparison, pair 1 for the
+ * other. bf16: the frozen weights rounded to bf16 first (what the device
+ * stores), so both sides compute with the same weights. */
+typedef struct {
+    rv_model *rm, *lmm;
+    rv_train_base rbase, lbase_own;
+    const rv_train_base *lbase;
+    int same;
+    rv_train_net r[2], l[2];
+} net_pairs;
+
+static int net_pairs_open(net_pairs *f, const char *retriever, const char *lm, int bf16)
+{
+    memset(f, 0, sizeof *f);
+    f->lbase = &f->rbase;
+    f->same = strcmp(retriever, lm) == 0;
+    if (!(f->rm = rv_model_load(fixture(retriever))) || (!f->same && !(f->lmm = rv_model_load(fixture(lm)))) ||
+        rv_train_base_init(&f->rbase, f->rm) != 0)
+        return -1;
+    if (!f->same) {
+        if (rv_train_base_init(&f->lbase_own, f->lmm) != 0)
+            return -1;
+        f->lbase = &f->lbase_own;
+    }
+    /* before the nets point at the weights */
+    if (bf16 && (round_base_bf16(&f->rbase) != 0 || (!f->same && round_base_bf16(&f->lbase_own) != 0)))
+        return -1;
+    for (int k = 0; k < 2; k++)
+        if (rv_train_net_init(&f->r[k], &f->rbase, 4, 8, 0x7f, 11, 1, 0) != 0 ||
+            rv_train_net_init(&f->l[k], f->lbase, 4, 8, 0x7f, 11, 2, 1) != 0)
+            return -1;
+    for (size_t i = 0; i < f->r[0].n_params; i++)
+        f->r[0].params[i] = f->r[1].params[i] = (float)(0.2 * (urand() - 0.5));
+    for (size_t i = 0; i < f->l[0].n_params; i++)
+        f->l[0].params[i] = f->l[1].params[i] = (float)(0.2 * (urand() - 0.5));
+    return 0;
+}
+
+static void net_pairs_close(net_pairs *f)
+{
+    for (int k = 0; k < 2; k++) {
+        rv_train_net_free(&f->r[k]);
+        rv_train_net_free(&f->l[k]);
+    }
+    rv_train_base_free(&f->rbase);
+    if (!f->same)
+        rv_train_base_free(&f->lbase_own);
+    rv_model_free(f->rm);
+    rv_model_free(f->lmm);
+}
+
 static void run_case(const step_case *sc)
 {
-    rv_model *rm = rv_model_load(fixture(sc->retriever)), *lmm = NULL;
-    int same = strcmp(sc->retriever, sc->lm) == 0;
-    if (!same)
-        lmm = rv_model_load(fixture(sc->lm));
-    REQUIRE(rm && (same || lmm), "%s: %s", sc->name, rv_error_get());
-    rv_train_base rbase = {0}, lbase_own = {0};
-    const rv_train_base *lbase = &rbase;
-    rv_train_net rc = {0}, lc = {0}, rg = {0}, lg = {0};   /* cpu side, gpu side */
+    net_pairs f;
     rv_step_gpu *g = NULL;
-    int ok = rv_train_base_init(&rbase, rm) == 0;
-    if (ok && !same) {
-        ok = rv_train_base_init(&lbase_own, lmm) == 0;
-        lbase = &lbase_own;
-    }
-    /* bf16 storage: the CPU side gets the same rounded weights (before the nets point at them) */
-    ok = ok && (!sc->bf16 || (round_base_bf16(&rbase) == 0 && (same || round_base_bf16(&lbase_own) == 0)));
-    const int rank = 4;
-    const double alpha = 8;
-    ok = ok && rv_train_net_init(&rc, &rbase, rank, alpha, 0x7f, 11, 1, 0) == 0 &&
-         rv_train_net_init(&lc, lbase, rank, alpha, 0x7f, 11, 2, 1) == 0 &&
-         rv_train_net_init(&rg, &rbase, rank, alpha, 0x7f, 11, 1, 0) == 0 &&
-         rv_train_net_init(&lg, lbase, rank, alpha, 0x7f, 11, 2, 1) == 0;
+    /* pair 0 on the CPU, pair 1 on the device */
+    rv_train_net *rc = &f.r[0], *lc = &f.l[0], *rg = &f.r[1], *lg = &f.l[1];
+    int ok = net_pairs_open(&f, sc->retriever, sc->lm, sc->bf16) == 0;
     CHECK(ok, "%s: %s", sc->name, rv_error_get());
     if (!ok)
         goto done;
-    /* random adapters (B != 0), the same on both sides */
-    for (size_t i = 0; i < rc.n_params; i++)
-        rc.params[i] = rg.params[i] = (float)(0.2 * (urand() - 0.5));
-    for (size_t i = 0; i < lc.n_params; i++)
-        lc.params[i] = lg.params[i] = (float)(0.2 * (urand() - 0.5));
-    g = rv_step_gpu_open(&rg.dec, &lg.dec, 0, sc->bf16 ? RV_WT_BF16 : RV_WT_F32);
+    g = rv_step_gpu_open(&rg->dec, &lg->dec, 0, sc->bf16 ? RV_WT_BF16 : RV_WT_F32);
     if (!g) {
         const char *why = rv_error_get();
         if (strstr(why, "no CUDA device")) {
@@ -243,19 +274,19 @@ static void run_case(const step_case *sc)
                     ids[(size_t)v * n + (size_t)b * L + t] = 3 + (int32_t)(test_rand() % 250);
             }
         rv_step_batch bt = {B, L, ids, ids + n, ids + 2 * n, len, len + B, len + 2 * B};
-        memset(rc.grads, 0, rc.n_params * sizeof(float));
-        memset(lc.grads, 0, lc.n_params * sizeof(float));
-        memset(rg.grads, 0, rg.n_params * sizeof(float));
-        memset(lg.grads, 0, lg.n_params * sizeof(float));
+        memset(rc->grads, 0, rc->n_params * sizeof(float));
+        memset(lc->grads, 0, lc->n_params * sizeof(float));
+        memset(rg->grads, 0, rg->n_params * sizeof(float));
+        memset(lg->grads, 0, lg->n_params * sizeof(float));
         rv_step_result res_c = {0}, res_g = {0};
         res_c.s = s[0], res_c.w = w[0], res_c.dw = dw[0];
         res_g.s = s[1], res_g.w = w[1], res_g.dw = dw[1];
         rv_step_dropout drop = {sc->dropout, 1234, (uint64_t)step};
-        int rc_c = rv_revela_step_ref_dropout(&rc.dec, &lc.dec, &bt, &sc->opts, &drop, rc.layer_grads,
-                                              lc.layer_grads, &res_c);
+        int rc_c = rv_revela_step_ref_dropout(&rc->dec, &lc->dec, &bt, &sc->opts, &drop, rc->layer_grads,
+                                              lc->layer_grads, &res_c);
         CHECK(rc_c == 0, "%s: cpu step: %s", sc->name, rv_error_get());
         int rc_g = rv_step_gpu_step(g, &bt, &sc->opts, &drop, &res_g) == 0 &&
-                           rv_step_gpu_take_grads(g, rg.layer_grads, lg.layer_grads) == 0
+                           rv_step_gpu_take_grads(g, rg->layer_grads, lg->layer_grads) == 0
                        ? 0
                        : -1;
         CHECK(rc_g == 0, "%s: gpu step: %s", sc->name, rv_error_get());
@@ -269,8 +300,8 @@ static void run_case(const step_case *sc)
             double es = rel_err(s[1], s[0], (size_t)B * B, 1e-30), ew = rel_err(w[1], w[0], (size_t)B * B, 1e-30);
             double edw = rel_err(dw[1], dw[0], (size_t)B * B, GRAD_FLOOR);
             const double ltol = sc->bf16 ? BF16_LOSS_TOL : LOSS_TOL, gtol = sc->bf16 ? BF16_GRAD_TOL : GRAD_TOL;
-            double er = compare_grads(&rc, &rg, "retriever", sc->name, gtol);
-            double elm = compare_grads(&lc, &lg, "lm", sc->name, gtol);
+            double er = compare_grads(rc, rg, "retriever", sc->name, gtol);
+            double elm = compare_grads(lc, lg, "lm", sc->name, gtol);
             CHECK(el <= ltol && ep <= ltol, "%s: loss %.9g vs %.9g (rel %.3g), pass A rel %.3g", sc->name,
                   res_g.loss, res_c.loss, el, ep);
             CHECK(es <= (sc->bf16 ? gtol : ltol) && ew <= gtol && edw <= gtol,
@@ -293,10 +324,10 @@ static void run_case(const step_case *sc)
         }
         /* the optimiser on the host, both sides, then the new adapters up */
         long t = step + 1;
-        if (rv_adamw_update(rc.n_params, rc.params, rc.grads, rc.adam_m, rc.adam_v, t, &ah) != 0 ||
-            rv_adamw_update(lc.n_params, lc.params, lc.grads, lc.adam_m, lc.adam_v, t, &ah) != 0 ||
-            rv_adamw_update(rg.n_params, rg.params, rg.grads, rg.adam_m, rg.adam_v, t, &ah) != 0 ||
-            rv_adamw_update(lg.n_params, lg.params, lg.grads, lg.adam_m, lg.adam_v, t, &ah) != 0 ||
+        if (rv_adamw_update(rc->n_params, rc->params, rc->grads, rc->adam_m, rc->adam_v, t, &ah) != 0 ||
+            rv_adamw_update(lc->n_params, lc->params, lc->grads, lc->adam_m, lc->adam_v, t, &ah) != 0 ||
+            rv_adamw_update(rg->n_params, rg->params, rg->grads, rg->adam_m, rg->adam_v, t, &ah) != 0 ||
+            rv_adamw_update(lg->n_params, lg->params, lg->grads, lg->adam_m, lg->adam_v, t, &ah) != 0 ||
             rv_step_gpu_load_lora(g) != 0) {
             CHECK(0, "%s: optimiser: %s", sc->name, rv_error_get());
             break;
@@ -311,15 +342,7 @@ static void run_case(const step_case *sc)
     }
 done:
     rv_step_gpu_close(g);
-    rv_train_net_free(&rc);
-    rv_train_net_free(&lc);
-    rv_train_net_free(&rg);
-    rv_train_net_free(&lg);
-    rv_train_base_free(&rbase);
-    if (!same)
-        rv_train_base_free(&lbase_own);
-    rv_model_free(rm);
-    rv_model_free(lmm);
+    net_pairs_close(&f);
 }
 
 /* One LLaMA checkpoint as both networks (one upload), V-norm on, fp32. */
@@ -450,41 +473,24 @@ static double rc_cmp(const float *a, const float *b, size_t n, int *bitwise)
 
 static void recompute_case(const rc_case *k)
 {
-    rv_model *rm = rv_model_load(fixture(k->retriever)), *lmm = NULL;
-    int same = strcmp(k->retriever, k->lm) == 0;
-    if (!same)
-        lmm = rv_model_load(fixture(k->lm));
-    REQUIRE(rm && (same || lmm), "%s: %s", k->name, rv_error_get());
-    rv_train_base rbase = {0}, lbase_own = {0};
-    const rv_train_base *lbase = &rbase;
-    rv_train_net rp = {0}, lp = {0}, rr = {0}, lr = {0};   /* the plain handle's nets, the recomputing one's */
+    net_pairs f;
+    /* pair 0 on the plain handle, pair 1 on the recomputing one */
+    rv_train_net *rp = &f.r[0], *lp = &f.l[0], *rr = &f.r[1], *lr = &f.l[1];
     rv_step_gpu *gp = NULL, *gr = NULL;
     int32_t *ids = NULL;
     int *len = NULL;
     float *buf[2] = {NULL, NULL};
-    int ok = rv_train_base_init(&rbase, rm) == 0;
-    if (ok && !same) {
-        ok = rv_train_base_init(&lbase_own, lmm) == 0;
-        lbase = &lbase_own;
-    }
-    ok = ok && rv_train_net_init(&rp, &rbase, 4, 8, 0x7f, 11, 1, 0) == 0 &&
-         rv_train_net_init(&lp, lbase, 4, 8, 0x7f, 11, 2, 1) == 0 &&
-         rv_train_net_init(&rr, &rbase, 4, 8, 0x7f, 11, 1, 0) == 0 &&
-         rv_train_net_init(&lr, lbase, 4, 8, 0x7f, 11, 2, 1) == 0;
+    int ok = net_pairs_open(&f, k->retriever, k->lm, 0) == 0;
     CHECK(ok, "%s: %s", k->name, rv_error_get());
     if (!ok)
         goto done;
-    for (size_t i = 0; i < rp.n_params; i++)
-        rp.params[i] = rr.params[i] = (float)(0.2 * (urand() - 0.5));
-    for (size_t i = 0; i < lp.n_params; i++)
-        lp.params[i] = lr.params[i] = (float)(0.2 * (urand() - 0.5));
     const rv_wtype wt = k->bf16 ? RV_WT_BF16 : RV_WT_F32;
-    if (!(gp = rv_step_gpu_open(&rp.dec, &lp.dec, 0, wt)) || !(gr = rv_step_gpu_open(&rr.dec, &lr.dec, 0, wt))) {
+    if (!(gp = rv_step_gpu_open(&rp->dec, &lp->dec, 0, wt)) || !(gr = rv_step_gpu_open(&rr->dec, &lr->dec, 0, wt))) {
         CHECK(0, "%s: open: %s", k->name, rv_error_get());
         goto done;
     }
     const int B = k->B, L = k->L;
-    const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)rbase.hidden;
+    const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)f.rbase.hidden;
     const size_t per = 4 * BB + 2 * (size_t)B * DR;   /* S, W, dW, dS, q_emb, p_emb */
     ids = malloc(3 * n * sizeof *ids);
     len = malloc(3 * (size_t)B * sizeof *len);
@@ -527,14 +533,14 @@ static void recompute_case(const rc_case *k)
         }
         rv_step_opts orc = o;
         orc.recompute = !(k->switch_back && mb == k->micro - 1);
-        memset(rp.grads, 0, rp.n_params * sizeof(float));
-        memset(lp.grads, 0, lp.n_params * sizeof(float));
-        memset(rr.grads, 0, rr.n_params * sizeof(float));
-        memset(lr.grads, 0, lr.n_params * sizeof(float));
+        memset(rp->grads, 0, rp->n_params * sizeof(float));
+        memset(lp->grads, 0, lp->n_params * sizeof(float));
+        memset(rr->grads, 0, rr->n_params * sizeof(float));
+        memset(lr->grads, 0, lr->n_params * sizeof(float));
         if (rv_step_gpu_step(gp, &bt, &o, &drop, &res[0]) != 0 ||
-            rv_step_gpu_take_grads(gp, rp.layer_grads, lp.layer_grads) != 0 ||
+            rv_step_gpu_take_grads(gp, rp->layer_grads, lp->layer_grads) != 0 ||
             rv_step_gpu_step(gr, &bt, &orc, &drop, &res[1]) != 0 ||
-            rv_step_gpu_take_grads(gr, rr.layer_grads, lr.layer_grads) != 0) {
+            rv_step_gpu_take_grads(gr, rr->layer_grads, lr->layer_grads) != 0) {
             CHECK(0, "%s: micro-batch %d: %s", k->name, mb, rv_error_get());
             goto done;
         }
@@ -552,8 +558,8 @@ static void recompute_case(const rc_case *k)
         double el = fabs(res[1].loss - res[0].loss) / fabs(res[0].loss);
         double ep = fabs(res[1].loss_plain - res[0].loss_plain) / fabs(res[0].loss_plain);
         double ev = rc_cmp(buf[1], buf[0], per, &bitwise);
-        double egr = rc_cmp(rr.grads, rp.grads, rp.n_params, &bitwise);
-        double egl = rc_cmp(lr.grads, lp.grads, lp.n_params, &bitwise);
+        double egr = rc_cmp(rr->grads, rp->grads, rp->n_params, &bitwise);
+        double egl = rc_cmp(lr->grads, lp->grads, lp->n_params, &bitwise);
         CHECK(el <= RC_TOL && ep <= RC_TOL, "%s: micro-batch %d: loss %.9g vs %.9g, pass A %.9g vs %.9g", k->name, mb,
               res[1].loss, res[0].loss, res[1].loss_plain, res[0].loss_plain);
         CHECK(ev <= RC_TOL && egr <= RC_TOL && egl <= RC_TOL,
@@ -562,10 +568,10 @@ static void recompute_case(const rc_case *k)
         double e[5] = {el, ep, ev, egr, egl};
         for (int i = 0; i < 5; i++)
             worst = e[i] > worst || e[i] != e[i] ? e[i] : worst;
-        for (size_t i = 0; i < rp.n_params; i++)
-            gmax = fabs(rp.grads[i]) > gmax ? fabs(rp.grads[i]) : gmax;
-        for (size_t i = 0; i < lp.n_params; i++)
-            gmax = fabs(lp.grads[i]) > gmax ? fabs(lp.grads[i]) : gmax;
+        for (size_t i = 0; i < rp->n_params; i++)
+            gmax = fabs(rp->grads[i]) > gmax ? fabs(rp->grads[i]) : gmax;
+        for (size_t i = 0; i < lp->n_params; i++)
+            gmax = fabs(lp->grads[i]) > gmax ? fabs(lp->grads[i]) : gmax;
     }
     /* the comparison proves something only if the gradients are not zero */
     CHECK(gmax > 1e-6, "%s: the gradients are (nearly) zero (max %g)", k->name, gmax);
@@ -584,15 +590,7 @@ done:
     free(buf[1]);
     rv_step_gpu_close(gp);
     rv_step_gpu_close(gr);
-    rv_train_net_free(&rp);
-    rv_train_net_free(&lp);
-    rv_train_net_free(&rr);
-    rv_train_net_free(&lr);
-    rv_train_base_free(&rbase);
-    if (!same)
-        rv_train_base_free(&lbase_own);
-    rv_model_free(rm);
-    rv_model_free(lmm);
+    net_pairs_close(&f);
 }
 
 /* Qwen2 retriever (one KV head, biases) + LLaMA LM (two KV heads): the
