@@ -23,6 +23,9 @@
 #                               on both sides, so step 1 does not depend on the LoRA init)
 #   cuda-bf16-run, bf16-loss    ours again with --gpu-dtype bf16: step 1 loss within 5e-3 of
 #                               the (f32) peer's; its ms/step in an INFO line
+#   cuda-recompute-run,         ours again (f32) with --recompute: step 1 loss, pass-A loss and
+#   recompute-parity            grad-norm within 1e-6 of the run without, fewer activation MiB;
+#                               ms/step and MiB of both in an INFO line
 #   INFO train: ours N ms/step, peer M ms/step, peer/ours R (medians over TR_STEPS steps
 #   after TR_WARM warm-up; GPU name; shapes)
 # Without python3 + torch (>= 2.0: set_default_device) + transformers + peft + tokenizers:
@@ -45,7 +48,7 @@ export TR_LAYERS=${TR_LAYERS:-12} TR_HIDDEN=${TR_HIDDEN:-576} TR_FF=${TR_FF:-153
 export TR_KV=${TR_KV:-3} TR_VOCAB=${TR_VOCAB:-49152} TR_B=${TR_B:-16} TR_LEN=${TR_LEN:-128} TR_R=${TR_R:-16}
 export TR_TAU=${TR_TAU:-0.05} TR_STEPS=${TR_STEPS:-5} TR_WARM=${TR_WARM:-1} TR_DEVICE=${TR_DEVICE:-cuda}
 TOTAL=$((TR_WARM + TR_STEPS))
-CHECKS="model cuda-run cuda-bf16-run peer-run loss-parity bf16-loss"
+CHECKS="model cuda-run cuda-bf16-run cuda-recompute-run recompute-parity peer-run loss-parity bf16-loss"
 
 skip_all() { for c in $CHECKS; do echo "SKIP $S/$c ($1)"; done; exit 0; }
 fail() { echo "FAIL $S/$1"; shift; printf '  %s\n' "$@"; }
@@ -95,16 +98,16 @@ with open(w + "/groups.jsonl", "w") as f:
         f.write(json.dumps([" ".join(rng.choice(words) for _ in range(rng.randint(12, 40))) for _ in range(B)]) + "\n")
 PY
     fail model "$(tail -5 "$W/make.log")"
-    for c in cuda-run cuda-bf16-run peer-run loss-parity bf16-loss; do echo "SKIP $S/$c (no model)"; done
+    for c in cuda-run cuda-bf16-run cuda-recompute-run recompute-parity peer-run loss-parity bf16-loss; do echo "SKIP $S/$c (no model)"; done
     exit 1
 fi
 echo "PASS $S/model"
 
 # ---------------------------------------------------------------- ours
-ours() {   # ours OUTDIR DTYPE
+ours() {   # ours OUTDIR DTYPE [more rv-train options]
     "$TRAIN" --model "$W/model" --from-jsonl "$W/groups.jsonl" --out "$1" --lora-rank "$TR_R" \
         --lora-alpha $((2 * TR_R)) --lora-dropout 0 --grad-accum 1 --max-steps "$TOTAL" --max-len "$TR_LEN" \
-        --tau "$TR_TAU" --save-every 0 --device cuda --gpu-dtype "$2" >"$1.out" 2>"$1.err"
+        --tau "$TR_TAU" --save-every 0 --device cuda --gpu-dtype "$2" "${@:3}" >"$1.out" 2>"$1.err"
 }
 # median ms/step of a log.jsonl after the warm-up steps
 median_ms() {
@@ -115,7 +118,7 @@ ours "$W/ours" f32
 rc=$?
 if [ $rc != 0 ]; then
     if grep -q "no CUDA device" "$W/ours.err"; then
-        for c in cuda-run cuda-bf16-run peer-run loss-parity bf16-loss; do
+        for c in cuda-run cuda-bf16-run cuda-recompute-run recompute-parity peer-run loss-parity bf16-loss; do
             echo "SKIP $S/$c ($(grep -m1 'no CUDA device' "$W/ours.err"))"
         done
         exit 0
@@ -135,6 +138,30 @@ if ours "$W/bf16" bf16; then
 else
     fail cuda-bf16-run "$(tail -c 800 "$W/bf16.err")"
     bf16_loss1= bf16_ms=
+fi
+
+# the f32 run again with --recompute: the same step-1 loss, pass-A loss and grad-norm (1e-6 relative:
+# the same kernels on the same values; none uses atomics), fewer activation bytes, a second forward's time
+if ours "$W/rc" f32 --recompute; then
+    echo "PASS $S/cuda-recompute-run"
+    r=$(python3 - "$W/rc/log.jsonl" "$W/ours/log.jsonl" <<'EOF'
+import json, sys
+a, b = (json.loads(open(p).readline()) for p in sys.argv[1:3])
+e = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-30) for k in ("loss", "loss_plain", "grad_norm"))
+print("%s %.3g %s %s" % ("ok" if e <= 1e-6 else "bad", e, a["activations_mb"], b["activations_mb"]))
+EOF
+)
+    set -- $r
+    if [ "${1:-}" = ok ] && awk -v a="$3" -v b="$4" 'BEGIN {exit !(a + 0 < b + 0)}'; then
+        echo "PASS $S/recompute-parity"
+    else
+        fail recompute-parity "step 1 with --recompute vs without: $r (want rel <= 1e-6 and fewer MiB)"
+    fi
+    echo "INFO train: --recompute: $(median_ms "$W/rc/log.jsonl") ms/step (without: $ours_ms), activations ${3:-?} MiB" \
+         "(without: ${4:-?} MiB), step-1 relative difference ${2:-?}"
+else
+    fail cuda-recompute-run "$(tail -c 800 "$W/rc.err")"
+    echo "SKIP $S/recompute-parity (the --recompute run failed)"
 fi
 
 # ---------------------------------------------------------------- the PyTorch peer on the same device
