@@ -96,7 +96,8 @@ gpu-check: gpu-tests gpu-emu
 	@if [ -x $(BUILD)/gpu/test_gpu_ops ]; then $(BUILD)/gpu/test_gpu_ops; fi
 
 # In `make check` (tests/run.sh runs $(BUILD)/tests/test_*), except under sanitizers:
-# the emulator's fibers (swapcontext) and the CUDA runtime do not mix with ASan.
+# the emulated kernels have their own ASan run (make gpu-emu-asan), and the
+# CUDA runtime of the real build does not mix with ASan.
 ifeq ($(SAN),)
 $(BUILD)/tests/test_gpu_emu: $(BUILD)/gpu-emu/test_gpu_ops
 	@mkdir -p $(dir $@)

@@ -4,7 +4,8 @@
  * GPU. It is a test instrument, not a backend: slow, one block at a time.
  *
  *   threadIdx/blockIdx/blockDim/gridDim, __syncthreads   every thread of a block is a
- *        fiber (ucontext) on one OS thread; a barrier yields until all have arrived
+ *        fiber on one OS thread (a user-space stack switch on x86-64, ucontext
+ *        elsewhere); a barrier yields until all have arrived
  *   __shfl_sync, __shfl_xor_sync, __shfl_down_sync      full warps only, exchanged
  *        through per-warp slots at a warp barrier
  *   rv_emu::launch, dynamic_smem                        grid loop; dynamic shared
@@ -44,6 +45,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <vector>
@@ -226,13 +228,94 @@ static inline cudaError_t cudaFuncSetAttribute(Kernel k, cudaFuncAttribute, int 
 }
 
 /* ---------------------------------------------------------------- fibers, barriers, shuffles */
+/* Switching fibers. swapcontext saves and restores the signal mask with a
+ * system call (rt_sigprocmask) at every switch; with a switch at every
+ * barrier and shuffle of every thread, that was ~90% of the emulated tests'
+ * time. On x86-64 the switch is instead a few instructions in user space
+ * (rv_emu_ctx_switch below): push the callee-saved registers on the current
+ * stack, store the stack pointer, load the other fiber's, pop, return. The
+ * rest of the state a call must preserve is the same for every fiber of a
+ * host thread (the MXCSR and x87 control words: nothing here changes them),
+ * and the caller-saved registers are the compiler's business, since this is
+ * an ordinary (opaque, external) call. Elsewhere, or with -DRV_EMU_UCONTEXT
+ * (to test that path on x86-64), fibers switch with swapcontext as before.
+ * (A hardware shadow stack, x86 CET SHSTK, would reject the return onto
+ * another stack; glibc turns user shadow stacks on only on request, and a
+ * build for such a process should define RV_EMU_UCONTEXT.)
+ * Fibers are also started only once per host thread and reused by every
+ * later block and launch (each loops: run the block, park), so starting a
+ * block costs no getcontext/makecontext either. */
+#if defined(__x86_64__) && !defined(RV_EMU_UCONTEXT)
+#define RV_EMU_ASM_SWITCH 1
+/* void rv_emu_ctx_switch(void **save_sp, void *to_sp): saves this fiber's
+ * stack pointer (after pushing rbp, rbx, r12-r15) into *save_sp and resumes
+ * the fiber whose stack pointer is to_sp. A hidden, global symbol in a COMDAT
+ * group: every kernel object that includes this header emits it and the
+ * linker keeps one copy. An external call the compiler cannot see into, so
+ * it assumes memory may change across it. */
+__asm__(".pushsection .text.rv_emu_ctx_switch,\"axG\",@progbits,rv_emu_ctx_switch,comdat\n"
+        ".globl rv_emu_ctx_switch\n"
+        ".hidden rv_emu_ctx_switch\n"
+        ".type rv_emu_ctx_switch,@function\n"
+        ".p2align 4\n"
+        "rv_emu_ctx_switch:\n"
+        "\tpushq %rbp\n"
+        "\tpushq %rbx\n"
+        "\tpushq %r12\n"
+        "\tpushq %r13\n"
+        "\tpushq %r14\n"
+        "\tpushq %r15\n"
+        "\tmovq %rsp, (%rdi)\n"
+        "\tmovq %rsi, %rsp\n"
+        "\tpopq %r15\n"
+        "\tpopq %r14\n"
+        "\tpopq %r13\n"
+        "\tpopq %r12\n"
+        "\tpopq %rbx\n"
+        "\tpopq %rbp\n"
+        "\tret\n"
+        ".size rv_emu_ctx_switch, .-rv_emu_ctx_switch\n"
+        ".popsection\n");
+extern "C" __attribute__((visibility("hidden"))) void rv_emu_ctx_switch(void **save_sp, void *to_sp);
+#else
+#define RV_EMU_ASM_SWITCH 0
+#endif
+
+/* ASan must be told when the stack changes under it (it tracks the current
+ * stack's bounds, e.g. to unpoison it on longjmp-like exits and to tell
+ * stack from heap in reports), so every switch is bracketed by
+ * __sanitizer_start_switch_fiber (before, with the destination's stack) and
+ * __sanitizer_finish_switch_fiber (after, on the destination). */
+#if defined(__SANITIZE_ADDRESS__)
+#define RV_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RV_EMU_ASAN 1
+#endif
+#endif
+#ifdef RV_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace rv_emu {
 constexpr size_t stack_bytes = 256 * 1024;
 
+/* One emulated CUDA thread. Heap-allocated, so its address (which a parked
+ * fiber's frames may hold) stays put when the fiber table grows; a
+ * ucontext_t also points into itself and must not move. */
 struct fiber {
+#if RV_EMU_ASM_SWITCH
+    void *sp = nullptr;                  /* saved stack pointer while not running */
+#else
     ucontext_t ctx;
-    std::vector<char> stack;
-    bool done, at_block_barrier;
+#endif
+    char *stack = nullptr;               /* stack_bytes, malloc'd (ASan sees it as a heap block) */
+    void *asan_fake_stack = nullptr;     /* ASan's fake stack, saved while switched out */
+    bool done = false, at_block_barrier = false;
+    fiber() = default;
+    fiber(const fiber &) = delete;
+    fiber &operator=(const fiber &) = delete;
+    ~fiber() { free(stack); }            /* a parked fiber holds nothing else that needs freeing */
 };
 
 /* The scheduler's state is per host thread (see the top comment): fibers
@@ -241,8 +324,15 @@ struct fiber {
  * initial-exec TLS pointer (fast to reach, small static TLS); an owner
  * object with a thread_local destructor frees it when the thread ends. */
 struct thread_state {
+#if RV_EMU_ASM_SWITCH
+    void *scheduler_sp = nullptr;
+#else
     ucontext_t scheduler;
-    std::vector<fiber> fibers;
+#endif
+    const void *scheduler_stack = nullptr;        /* the host thread's stack, as ASan reports it */
+    size_t scheduler_stack_size = 0;
+    void *scheduler_fake_stack = nullptr;
+    std::vector<std::unique_ptr<fiber>> fibers;   /* grows to the largest block; reused */
     std::vector<unsigned> warp_count, warp_gen;
     std::vector<uint64_t> warp_slots;             /* [warp][2 generations][32 lanes] */
     std::function<void()> block_body;
@@ -263,14 +353,87 @@ inline RV_EMU_TLS int n_threads, current;
 inline RV_EMU_TLS unsigned long long events;      /* barrier arrivals and exits: progress */
 inline RV_EMU_TLS unsigned bar_count, bar_gen;
 
-inline void yield() { swapcontext(&ts->fibers[current].ctx, &ts->scheduler); }
-
-inline void fiber_entry()
+/* Scheduler -> fiber f; returns when f switches back. */
+inline void enter_fiber(fiber &f)
 {
-    ts->block_body();
-    ts->fibers[current].done = true;
-    events++;
-}   /* returns to uc_link: the scheduler */
+#ifdef RV_EMU_ASAN
+    __sanitizer_start_switch_fiber(&ts->scheduler_fake_stack, f.stack, stack_bytes);
+#endif
+#if RV_EMU_ASM_SWITCH
+    rv_emu_ctx_switch(&ts->scheduler_sp, f.sp);
+#else
+    swapcontext(&ts->scheduler, &f.ctx);
+#endif
+#ifdef RV_EMU_ASAN
+    __sanitizer_finish_switch_fiber(ts->scheduler_fake_stack, nullptr, nullptr);
+#endif
+}
+
+/* Fiber f (the running one) -> scheduler; returns when the scheduler enters f again. */
+inline void leave_fiber(fiber &f)
+{
+#ifdef RV_EMU_ASAN
+    __sanitizer_start_switch_fiber(&f.asan_fake_stack, ts->scheduler_stack, ts->scheduler_stack_size);
+#endif
+#if RV_EMU_ASM_SWITCH
+    rv_emu_ctx_switch(&f.sp, ts->scheduler_sp);
+#else
+    swapcontext(&f.ctx, &ts->scheduler);
+#endif
+#ifdef RV_EMU_ASAN
+    __sanitizer_finish_switch_fiber(f.asan_fake_stack, &ts->scheduler_stack, &ts->scheduler_stack_size);
+#endif
+}
+
+inline void yield() { leave_fiber(*ts->fibers[current]); }
+
+/* Every fiber's whole life: run the current block's body as thread
+ * `current`, report done, park; the scheduler resumes it for its next
+ * block (of this or a later launch). It never returns. */
+inline void fiber_main()
+{
+#ifdef RV_EMU_ASAN
+    /* first entry: learn the scheduler's stack (where leave_fiber goes back to) */
+    __sanitizer_finish_switch_fiber(nullptr, &ts->scheduler_stack, &ts->scheduler_stack_size);
+#endif
+    for (;;) {
+        ts->block_body();
+        ts->fibers[current]->done = true;
+        events++;
+        yield();
+    }
+}
+
+/* A new fiber, ready for enter_fiber to start fiber_main on its own stack. */
+inline fiber *new_fiber()
+{
+    std::unique_ptr<fiber> f(new fiber());
+    f->stack = (char *)malloc(stack_bytes);
+    if (!f->stack) {
+        fprintf(stderr, "cuda_emu: out of memory for a %zu-byte fiber stack\n", stack_bytes);
+        abort();
+    }
+#if RV_EMU_ASM_SWITCH
+    /* The frame rv_emu_ctx_switch pops: six zero registers, then fiber_main
+     * as the return address, then a zero return address for fiber_main
+     * itself (ends backtraces), so fiber_main starts with the stack pointer
+     * 8 off 16-byte alignment, as after a call. */
+    uintptr_t top = ((uintptr_t)f->stack + stack_bytes) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = nullptr;
+    *--sp = (void *)&fiber_main;
+    for (int i = 0; i < 6; i++)
+        *--sp = nullptr;
+    f->sp = sp;
+#else
+    getcontext(&f->ctx);
+    f->ctx.uc_stack.ss_sp = f->stack;
+    f->ctx.uc_stack.ss_size = stack_bytes;
+    f->ctx.uc_link = nullptr;   /* fiber_main never returns */
+    makecontext(&f->ctx, (void (*)())fiber_main, 0);
+#endif
+    return f.release();
+}
 
 inline void *dynamic_smem() { return ts->smem; }
 
@@ -282,10 +445,10 @@ inline void syncthreads()
         bar_count = 0;
         bar_gen++;
         for (int t = 0; t < n_threads; t++)
-            ts->fibers[t].at_block_barrier = false;
+            ts->fibers[t]->at_block_barrier = false;
         return;
     }
-    ts->fibers[current].at_block_barrier = true;
+    ts->fibers[current]->at_block_barrier = true;
     while (bar_gen == gen)
         yield();
 }
@@ -323,24 +486,16 @@ inline T shuffle(unsigned mask, T v, int src_lane)
 inline void run_block(int nthreads)
 {
     n_threads = nthreads;
-    if ((int)ts->fibers.size() < nthreads)
-        ts->fibers.resize(nthreads);
+    while ((int)ts->fibers.size() < nthreads)
+        ts->fibers.emplace_back(new_fiber());
     int n_warps = (nthreads + 31) / 32;
     ts->warp_count.assign(n_warps, 0);
     ts->warp_gen.assign(n_warps, 0);
     ts->warp_slots.assign((size_t)n_warps * 64, 0);
     bar_count = 0;
     for (int t = 0; t < nthreads; t++) {
-        fiber &f = ts->fibers[t];
-        if (f.stack.size() < stack_bytes)
-            f.stack.resize(stack_bytes);
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
-        f.ctx.uc_link = &ts->scheduler;
-        makecontext(&f.ctx, (void (*)())fiber_entry, 0);
-        f.done = false;
-        f.at_block_barrier = false;
+        ts->fibers[t]->done = false;
+        ts->fibers[t]->at_block_barrier = false;
     }
     /* Warp at a time: one warp runs (its lanes meeting at shuffles) until
      * every lane waits at __syncthreads or has finished, then the next warp.
@@ -357,15 +512,16 @@ inline void run_block(int nthreads)
                 unsigned long long warp_before = events;
                 bool runnable = false;
                 for (int t = lo; t < hi; t++) {
-                    if (ts->fibers[t].done || ts->fibers[t].at_block_barrier)
+                    fiber &f = *ts->fibers[t];
+                    if (f.done || f.at_block_barrier)
                         continue;
                     runnable = true;
                     current = t;
                     threadIdx.x = (unsigned)t % blockDim.x;
                     threadIdx.y = ((unsigned)t / blockDim.x) % blockDim.y;
                     threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
-                    swapcontext(&ts->scheduler, &ts->fibers[t].ctx);
-                    if (ts->fibers[t].done)
+                    enter_fiber(f);
+                    if (f.done)
                         remaining--;
                 }
                 if (!runnable || events == warp_before)
