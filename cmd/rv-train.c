@@ -750,6 +750,14 @@ int main(int argc, char **argv)
     rv_step_gpu *gdev = NULL;
     if (o.cuda) {
         gpu_api_load(&gapi);
+        if (dp.world > 1) {
+            /* LOCAL_RANK counts the node's ranks; a launcher that binds one GPU per rank
+             * (srun --gpus-per-task 1) leaves each rank fewer devices than that */
+            int (*count)(const char **) = (int (*)(const char **))rv_cuda_backend_sym("rv_cuda_device_count");
+            const int n = count ? count(NULL) : 0;
+            if (n > 0 && o.gpu >= n)
+                o.gpu %= n;
+        }
         double tg = rv_now();
         if (!(gdev = gapi.open(&rnet.dec, &lnet.dec, o.gpu, o.gpu_dtype)))
             rv_die("--device cuda: %s", rv_error_get());

@@ -137,7 +137,7 @@ T_RC=$rc1; T_ERR=$D/die.1.err; t_exit dead_peer_rank1 1
 
 # ---------------------------------------------------------------- --gpus on the emulated CUDA backend
 if [ ! -f "$EMU_LIB" ]; then
-    for c in gpus_tcp gpus_tcp_parity gpus_tcp_files gpus_no_nccl gpus_no_nccl_message gpus_no_nccl_cleanup; do
+    for c in gpus_tcp gpus_tcp_parity gpus_tcp_files gpus_one_device_each gpus_no_nccl gpus_no_nccl_message gpus_no_nccl_cleanup; do
         echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"
     done
     exit 0
@@ -148,6 +148,10 @@ t_run env RV_CUDA_LIB="$EMU_LIB" RV_EMU_DEVICES=2 rv-train "${COMMON[@]}" --grad
 t_exit gpus_tcp 0
 compare gpus_tcp_parity "$D/gpus" "$D/one2" --lines 2 --no-adapters
 t_eq gpus_tcp_files "$(ls -A "$D/gpus")" "$(ls -A "$D/one2")"
+# one device visible per rank (srun --gpus-per-task 1): LOCAL_RANK 1 takes device 1 mod 1 = 0
+t_run env RV_CUDA_LIB="$EMU_LIB" RV_EMU_DEVICES=1 rv-train "${COMMON[@]}" --grad-accum 2 --out "$D/bound" \
+    --device cuda --gpus 2 --comm tcp --stop-after 1 -t 1
+t_exit gpus_one_device_each 0
 # NCCL is absent from the emulator: rank 0 fails, --gpus stops rank 1 and exits 1 naming the rank
 t_run env RV_CUDA_LIB="$EMU_LIB" RV_EMU_DEVICES=2 timeout 60 rv-train "${COMMON[@]}" --grad-accum 2 --out "$D/nonccl" \
     --device cuda --gpus 2
