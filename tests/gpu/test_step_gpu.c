@@ -180,6 +180,19 @@ static int round_base_bf16(rv_train_base *b)
     return 0;
 }
 
+/* A fresh random group for the three views: ids[3][B][L] (3..252), lengths
+ * len[3][B] in 2..L with chunk 0 full. */
+static void random_group(int32_t *ids, int *len, int B, int L)
+{
+    const size_t n = (size_t)B * L;
+    for (int v = 0; v < 3; v++)
+        for (int b = 0; b < B; b++) {
+            len[v * B + b] = b == 0 ? L : 2 + (int)(test_rand() % (unsigned)(L - 1));
+            for (int t = 0; t < L; t++)
+                ids[(size_t)v * n + (size_t)b * L + t] = 3 + (int32_t)(test_rand() % 250);
+        }
+}
+
 /* Two fixture models as retriever and LM (one model when the names agree)
  * and two (retriever, LM) pairs of nets on them with the same random
  * adapters (B != 0): pair 0 for one side of a comparison, pair 1 for the
@@ -266,13 +279,7 @@ static void run_case(const step_case *sc)
     }
     rv_adamw_hparams ah = {1e-2, 0.9, 0.999, 1e-8, 0.01};
     for (int step = 0; step < sc->steps; step++) {
-        /* a fresh group: random ids, random lengths 2..L with one chunk full */
-        for (int v = 0; v < 3; v++)
-            for (int b = 0; b < B; b++) {
-                len[v * B + b] = b == 0 ? L : 2 + (int)(test_rand() % (unsigned)(L - 1));
-                for (int t = 0; t < L; t++)
-                    ids[(size_t)v * n + (size_t)b * L + t] = 3 + (int32_t)(test_rand() % 250);
-            }
+        random_group(ids, len, B, L);
         rv_step_batch bt = {B, L, ids, ids + n, ids + 2 * n, len, len + B, len + 2 * B};
         memset(rc->grads, 0, rc->n_params * sizeof(float));
         memset(lc->grads, 0, lc->n_params * sizeof(float));
@@ -516,12 +523,7 @@ static void recompute_case(const rc_case *k)
     double worst = 0, gmax = 0;
     size_t bytes[2] = {0, 0};
     for (int mb = 0; mb < k->micro; mb++) {
-        for (int v = 0; v < 3; v++)
-            for (int b = 0; b < B; b++) {
-                len[v * B + b] = b == 0 ? L : 2 + (int)(test_rand() % (unsigned)(L - 1));
-                for (int t = 0; t < L; t++)
-                    ids[(size_t)v * n + (size_t)b * L + t] = 3 + (int32_t)(test_rand() % 250);
-            }
+        random_group(ids, len, B, L);
         rv_step_batch bt = {B, L, ids, ids + n, ids + 2 * n, len, len + B, len + 2 * B};
         rv_step_dropout drop = {k->dropout, 77, (uint64_t)mb};
         rv_step_result res[2];
@@ -783,12 +785,7 @@ static int dp_setup(void)
     for (size_t i = 0; i < f->l.n_params; i++)
         f->l.params[i] = (float)(0.2 * (urand() - 0.5));
     for (int k = 0; k < DP_K; k++)
-        for (int v = 0; v < 3; v++)
-            for (int b = 0; b < DP_B; b++) {
-                f->len[k][v * DP_B + b] = b == 0 ? DP_L : 2 + (int)(test_rand() % (unsigned)(DP_L - 1));
-                for (int t = 0; t < DP_L; t++)
-                    f->ids[k][(v * DP_B + b) * DP_L + t] = 3 + (int32_t)(test_rand() % 250);
-            }
+        random_group(f->ids[k], f->len[k], DP_B, DP_L);
     f->opts.tau = 0.5;
     f->opts.v_norm = 1;
     f->opts.v_norm_eps = 1e-6f;
