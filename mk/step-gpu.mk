@@ -7,7 +7,7 @@
 # Variables are defined here rather than taken from mk/cuda.mk, so the order
 # the fragments are read in does not matter.
 
-STEP_GPU_DEPS = tests/gpu/test_step_gpu.c tests/unit/test.h kernels/revela_step_gpu.h kernels/cuda_ops.h \
+STEP_GPU_DEPS = tests/gpu/test_step_gpu.c tests/unit/test.h tests/unit/test_fixture.h kernels/revela_step_gpu.h kernels/cuda_ops.h \
                 $(wildcard lib/*.h) $(BUILD)/librevela.a
 STEP_EMU_OBJ  = $(patsubst kernels/%.cu,$(BUILD)/gpu-emu/kernels/%.o,$(CU_SRC))
 

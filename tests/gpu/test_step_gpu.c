@@ -61,6 +61,7 @@
 #include "revela_step_gpu.h"
 #include "revela_step_ref.h"
 #include "test.h"
+#include "test_fixture.h"   /* fixture() */
 #include "train_model.h"
 
 #define LOSS_TOL 1e-5
@@ -72,16 +73,6 @@
  * gradient to bf16 (~2^-9 relative per element) */
 #define BF16_LOSS_TOL 2e-3
 #define BF16_GRAD_TOL 5e-2
-
-static const char *fixture(const char *rel)
-{
-    static char buf[4][1024];
-    static int k;
-    const char *root = getenv("RV_ROOT");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/model/%s", root ? root : ".", rel);
-    return buf[k];
-}
 
 static double urand(void) { return (double)(test_rand() >> 11) / 9007199254740992.0; }
 

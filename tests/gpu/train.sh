@@ -216,17 +216,19 @@ peer_ms=$(sed -n 's/^peer step \([0-9]*\) .* ms \([0-9.]*\)$/\1 \2/p' "$W/peer.o
           sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
 shape=$(sed -n 's/^peer step 1 \(B=[0-9]* L=[0-9]*\) .*/\1/p' "$W/peer.out")
 
-r=$(awk -v a="$ours_loss1" -v b="$peer_loss1" 'BEGIN {
-    if (a == "" || b == "" || b + 0 == 0) { print "missing"; exit }
-    e = (a - b) / b; if (e < 0) e = -e; printf "%s %.3g\n", (e <= 1e-4 ? "ok" : "bad"), e }')
+# rel_diff A B LIMIT: "ok E" or "bad E" (E = |A - B| / |B|), "missing" when either is empty
+rel_diff() {
+    awk -v a="$1" -v b="$2" -v lim="$3" 'BEGIN {
+        if (a == "" || b == "" || b + 0 == 0) { print "missing"; exit }
+        e = (a - b) / b; if (e < 0) e = -e; printf "%s %.3g\n", (e <= lim + 0 ? "ok" : "bad"), e }'
+}
+r=$(rel_diff "$ours_loss1" "$peer_loss1" 1e-4)
 case $r in
 ok*) echo "PASS $S/loss-parity" ;;
 *) fail loss-parity "step 1 loss: ours $ours_loss1, peer $peer_loss1 (${r#* } relative, limit 1e-4)" ;;
 esac
 echo "INFO train: step 1 loss ours $ours_loss1 peer $peer_loss1 (relative ${r#* })"
-r2=$(awk -v a="$bf16_loss1" -v b="$peer_loss1" 'BEGIN {
-    if (a == "" || b == "" || b + 0 == 0) { print "missing"; exit }
-    e = (a - b) / b; if (e < 0) e = -e; printf "%s %.3g\n", (e <= 5e-3 ? "ok" : "bad"), e }')
+r2=$(rel_diff "$bf16_loss1" "$peer_loss1" 5e-3)
 case $r2 in
 ok*) echo "PASS $S/bf16-loss" ;;
 *) fail bf16-loss "step 1 loss: ours bf16 $bf16_loss1, peer (f32) $peer_loss1 (${r2#* } relative, limit 5e-3)" ;;

@@ -10,19 +10,10 @@
 #include "ops.h"
 #include "safetensors.h"
 #include "test.h"
+#include "test_fixture.h"   /* fixture() */
 
 #include <math.h>
 #include <stdlib.h>
-
-static const char *fixture(const char *rel)
-{
-    static char buf[4][1024];
-    static int k;
-    const char *root = getenv("RV_ROOT");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/model/%s", root ? root : ".", rel);
-    return buf[k];
-}
 
 typedef struct {
     rv_safetensors *st;

@@ -8,21 +8,12 @@
 #include "model.h"
 #include "safetensors.h"
 #include "test.h"
+#include "test_fixture.h"   /* fixture() */
 
 #include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static const char *fixture(const char *rel)
-{
-    static char buf[4][1024];
-    static int k;
-    const char *root = getenv("RV_ROOT");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/model/%s", root ? root : ".", rel);
-    return buf[k];
-}
 
 static double rel_err(const float *a, const float *b, size_t n)
 {

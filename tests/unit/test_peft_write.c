@@ -5,6 +5,7 @@
  * fields, and the existing loader (lib/lora.c) merges what we write into
  * exactly W + (alpha/r) B A. */
 #include "test.h"
+#include "test_fixture.h"   /* fixture() */
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,16 +19,6 @@
 #include "peft_write.h"
 #include "safetensors.h"
 #include "train_model.h"
-
-static const char *fixture(const char *rel)
-{
-    static char buf[4][1024];
-    static int k;
-    const char *root = getenv("RV_ROOT");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/model/%s", root ? root : ".", rel);
-    return buf[k];
-}
 
 static char tmp_root[256];
 static const char *tmp(const char *rel)
