@@ -253,6 +253,15 @@ int rv_cuda_inbatch_attn_backward(rv_cuda *c, const rv_inbatch_cfg *cfg, const i
                                   const float *denom, const void *dout, void *dq, void *dk, void *dv,
                                   rv_wtype grad_t, float *dw);
 
+/* ---------------------------------------------------------------- self-test */
+
+/* kernels/mma_probe.cu: d[v*128 + row*8 + col] = (A B)(row, col) for A
+ * [16, 16] and B [16, 8] (row-major f32, used rounded to bf16) through the
+ * tensor-core product of kernels/mma_bf16.cuh, for v = 0..3 the pairings of
+ * its fragment loaders, v = 4 with A from two accumulators
+ * (rv_frag_a_from_acc); test_gpu_ops compares each with a naive product. */
+int rv_cuda_mma_probe(rv_cuda *c, const float *a, const float *b, float *d);
+
 #ifdef __cplusplus
 }
 #endif

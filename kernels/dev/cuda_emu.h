@@ -8,6 +8,8 @@
  *        elsewhere); a barrier yields until all have arrived
  *   __shfl_sync, __shfl_xor_sync, __shfl_down_sync      full warps only, exchanged
  *        through per-warp slots at a warp barrier
+ *   rv_emu::warp_exchange                               the same for up to 32 bytes a lane:
+ *        what kernels/mma_bf16.cuh's tensor-core mma uses here
  *   rv_emu::launch, dynamic_smem                        grid loop; dynamic shared
  *        memory filled with NaN at each block start (exposes reads of unwritten tiles)
  *   cudaMalloc (NaN-filled), cudaMemcpyAsync, ..., cudaFuncSetAttribute (the 48 KiB
@@ -335,6 +337,7 @@ struct thread_state {
     std::vector<std::unique_ptr<fiber>> fibers;   /* grows to the largest block; reused */
     std::vector<unsigned> warp_count, warp_gen;
     std::vector<uint64_t> warp_slots;             /* [warp][2 generations][32 lanes] */
+    std::vector<unsigned char> warp_xchg;         /* [warp][2 generations][32 lanes][exchange_bytes] */
     std::function<void()> block_body;
     unsigned char *smem = nullptr;                /* exactly the launch's bytes (ASan sees overruns) */
     unsigned long long launches = 0;              /* odd launches run the warps in reverse order */
@@ -483,6 +486,34 @@ inline T shuffle(unsigned mask, T v, int src_lane)
     return r;
 }
 
+/* Every lane of the warp deposits n (<= exchange_bytes) bytes and gets all
+ * 32 lanes' deposits in `all` (lane l's at all + l*n): one warp barrier,
+ * like a shuffle. The warp-collective instructions (mma below) use it. */
+constexpr size_t exchange_bytes = 32;
+inline void warp_exchange(const void *mine, size_t n, void *all)
+{
+    if (n_threads % 32 != 0 || n > exchange_bytes) {
+        fprintf(stderr, "cuda_emu: warp exchange of %zu bytes in a block of %d threads: full warps and <= %zu "
+                "bytes only\n", n, n_threads, exchange_bytes);
+        abort();
+    }
+    int tid = linear_tid(), w = tid / 32, lane = tid % 32;
+    unsigned par = ts->warp_gen[w] & 1u;
+    unsigned char *slots = ts->warp_xchg.data() + ((size_t)w * 2 + par) * 32 * exchange_bytes;
+    memcpy(slots + (size_t)lane * exchange_bytes, mine, n);
+    unsigned gen = ts->warp_gen[w];
+    events++;
+    if (++ts->warp_count[w] == 32) {
+        ts->warp_count[w] = 0;
+        ts->warp_gen[w]++;
+    } else {
+        while (ts->warp_gen[w] == gen)
+            yield();
+    }
+    for (int l = 0; l < 32; l++)
+        memcpy((unsigned char *)all + (size_t)l * n, slots + (size_t)l * exchange_bytes, n);
+}
+
 inline void run_block(int nthreads)
 {
     n_threads = nthreads;
@@ -492,6 +523,7 @@ inline void run_block(int nthreads)
     ts->warp_count.assign(n_warps, 0);
     ts->warp_gen.assign(n_warps, 0);
     ts->warp_slots.assign((size_t)n_warps * 64, 0);
+    ts->warp_xchg.assign((size_t)n_warps * 64 * exchange_bytes, 0);
     bar_count = 0;
     for (int t = 0; t < nthreads; t++) {
         ts->fibers[t]->done = false;

@@ -226,6 +226,53 @@ static void report(const verdict *v, const char *fmt, ...)
 static double tol_for(rv_wtype t) { return t == RV_WT_F32 ? TOL_F32 : TOL_BF16; }
 static const char *tn(rv_wtype t) { return rv_wtype_name(t); }
 
+/* ---------------------------------------------------------------- tensor-core product */
+/* kernels/mma_bf16.cuh: the four fragment-loader pairings and the
+ * accumulator-to-A handover against a naive
+ * product in double of the same bf16-rounded values (the products are exact
+ * in fp32; only the fp32 summation differs). A wrong fragment layout puts
+ * elements in the wrong place: rel ~1. Several draws, incl. integer values
+ * (exact everywhere), which make any misplacement visible. */
+static void test_mma(void)
+{
+    for (int draw = 0; draw < 3; draw++) {
+        float *a = rnd_alloc(16 * 16, 1.0f), *b = rnd_alloc(16 * 8, 1.0f);
+        if (draw == 2)
+            for (int i = 0; i < 256; i++) {
+                a[i] = (float)rnd_int(-8, 8);
+                if (i < 128)
+                    b[i] = (float)rnd_int(-8, 8);
+            }
+        round_to(a, 256, RV_WT_BF16);
+        round_to(b, 128, RV_WT_BF16);
+        float ref[128];
+        for (int r = 0; r < 16; r++)
+            for (int n = 0; n < 8; n++) {
+                double s = 0;
+                for (int k = 0; k < 16; k++)
+                    s += (double)a[r * 16 + k] * b[k * 8 + n];
+                ref[r * 8 + n] = (float)s;
+            }
+        float *da = dev_upload(a, 256, RV_WT_F32), *db = dev_upload(b, 128, RV_WT_F32);
+        float *dd = dev_poisoned(5 * 128, RV_WT_F32);
+        if (rv_cuda_mma_probe(ctx, da, db, dd) != 0)
+            die_lib("mma_probe");
+        float *out = dev_download(dd, 5 * 128, RV_WT_F32);
+        static const char *names[5] = {"a.b_cols", "a_t.b_cols", "a.b_rows", "a_t.b_rows", "acc.b_cols"};
+        for (int v = 0; v < 5; v++) {
+            verdict vd = {0};
+            compare(&vd, names[v], out + v * 128, ref, 128, TOL_F32);
+            report(&vd, "mma_bf16/%s/draw%d", names[v], draw);
+        }
+        free(a);
+        free(b);
+        free(out);
+        rv_cuda_free(ctx, da);
+        rv_cuda_free(ctx, db);
+        rv_cuda_free(ctx, dd);
+    }
+}
+
 /* ---------------------------------------------------------------- conversion */
 static void test_convert(void)
 {
@@ -1185,6 +1232,25 @@ static void test_weights_case(int B, int dim, double tau, rv_sim_numerics num, i
     /* backward from the CPU's W (both sides differentiate the same W) */
     float *dw = rnd_alloc(bb, 1.0f), *ds = xmalloc(bb * sizeof *ds);
     float *dq0 = grad_base((size_t)B * dim, RV_WT_F32), *dp0 = grad_base((size_t)B * dim, RV_WT_F32);
+    /* The gradients the op adds are tiny at tau = 1e-4 (W is nearly one-hot:
+     * ds cancels), so a base of the usual size would round them away in the
+     * fp32 adds on both sides: scale the bases to the size of what is added. */
+    {
+        size_t n = (size_t)B * dim;
+        float *zq = calloc(n, sizeof *zq), *zp = calloc(n, sizeof *zp);
+        if (!zq || !zp)
+            die_lib("host memory");
+        rv_inbatch_weights_backward(B, dim, q, p, W, tau, dw, ds, zq, zp);
+        double sq = 0, sp = 0;
+        for (size_t e = 0; e < n; e++)
+            sq += (double)zq[e] * zq[e], sp += (double)zp[e] * zp[e];
+        for (size_t e = 0; e < n; e++) {
+            dq0[e] *= (float)(10.0 * sqrt(sq / n));   /* base entries ~0.1: now ~ the delta's rms */
+            dp0[e] *= (float)(10.0 * sqrt(sp / n));
+        }
+        free(zq);
+        free(zp);
+    }
     float *rdq = copy_alloc(dq0, (size_t)B * dim), *rdp = copy_alloc(dp0, (size_t)B * dim);
     rv_inbatch_weights_backward(B, dim, q, p, W, tau, dw, ds, which & 1 ? rdq : NULL, which & 2 ? rdp : NULL);
     float *d_W = dev_upload(W, bb, RV_WT_F32), *d_dw = dev_upload(dw, bb, RV_WT_F32), *d_ds = dev_poisoned(bb, RV_WT_F32);
@@ -1288,6 +1354,7 @@ int main(int argc, char **argv)
     }
     printf("# device: %s%s\n", rv_cuda_device_name(ctx), quick ? " (small shapes only)" : "");
     test_convert();
+    test_mma();
     test_rmsnorm();
     test_rope();
     test_swiglu_add();
