@@ -77,6 +77,28 @@ def time_ms(fn, reps=5, calls=3):
     return statistics.median(out)
 
 
+def time_causal(B, L, H, Hkv, hd, peer):
+    """torch's causal SDPA in bf16 at our causal rows' shape, K/V repeated to
+    the query heads first (transformers' Llama SDPA path); is_causal=True
+    with no padding mask, so torch may pick its flash kernel."""
+    q = torch.randn(B, H, L, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(B, Hkv, L, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(B, Hkv, L, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    g = torch.randn(B, H, L, hd, device="cuda", dtype=torch.bfloat16)
+
+    def fwd():
+        kk = k.repeat_interleave(H // Hkv, dim=1)
+        vv = v.repeat_interleave(H // Hkv, dim=1)
+        return torch.nn.functional.scaled_dot_product_attention(q, kk, vv, is_causal=True)
+
+    def fwd_bwd():
+        fwd().backward(g)
+
+    with torch.no_grad():
+        peer["causal_fwd"] = time_ms(fwd)
+    peer["causal_fwd_bwd"] = time_ms(fwd_bwd)
+
+
 def load(d, name, shape, dtype="<f4"):
     import numpy as np   # here: the memory-only path needs no numpy
     return torch.from_numpy(np.fromfile(f"{d}/{name}", dtype=dtype).reshape(shape).copy())
@@ -240,6 +262,11 @@ def main():
             failed += 1
             print(f"FAIL gpu-ref/inbatch_vs_torch_fp32 (exception: {e!r})")
             torch.cuda.empty_cache()
+        if "causal_fwd" in shapes:
+            try:
+                time_causal(*shapes["causal_fwd"][:5], peer)
+            except Exception as e:
+                print(f"# torch causal SDPA: {e!r}")
         for name in ("sgemm_search_f32", "gemm_search_bf16", "gemm_mlp_up_bf16"):
             if name not in shapes:
                 continue
@@ -266,12 +293,28 @@ def main():
             return f"{what} {dims[0]}x{dims[1]}x{dims[2]}"
         return what
 
-    both = None
-    if "inbatch_fwd" in ours and "inbatch_bwd" in ours:
-        both = (ours["inbatch_fwd"][0] + ours["inbatch_bwd"][0], ours["inbatch_fwd"][1] + ours["inbatch_bwd"][1])
+    def fwd_bwd(prefix):
+        f, b = ours.get(prefix + "_fwd"), ours.get(prefix + "_bwd")
+        return (f[0] + b[0], f[1] + b[1]) if f and b else None
+
+    def ms_of(figure):
+        return figure[0] if figure else None
+
+    def fwd_bwd_f32(prefix):
+        f, b = ours.get(prefix + "_fwd_f32"), ours.get(prefix + "_bwd_f32")
+        return (f[0] + b[0], f[1] + b[1]) if f and b else None
+
     rows = [
         (label("inbatch_fwd", "inbatch fwd"), ours.get("inbatch_fwd"), peer.get("inbatch_fwd"), "naive torch bf16"),
-        (label("inbatch_fwd", "inbatch fwd+bwd"), both, peer.get("inbatch_fwd_bwd"), "naive torch bf16 autograd"),
+        (label("inbatch_fwd", "inbatch fwd+bwd"), fwd_bwd("inbatch"), peer.get("inbatch_fwd_bwd"),
+         "naive torch bf16 autograd"),
+        (label("inbatch_fwd", "inbatch f32 fwd+bwd"), fwd_bwd_f32("inbatch"), ms_of(fwd_bwd("inbatch")),
+         "peer column: ours bf16 (tensor cores)"),
+        (label("inbatch_fwd", "causal fwd"), ours.get("causal_fwd"), peer.get("causal_fwd"), "torch SDPA bf16"),
+        (label("inbatch_fwd", "causal fwd+bwd"), fwd_bwd("causal"), peer.get("causal_fwd_bwd"),
+         "torch SDPA bf16 autograd"),
+        (label("inbatch_fwd", "causal f32 fwd+bwd"), fwd_bwd_f32("causal"), ms_of(fwd_bwd("causal")),
+         "peer column: ours bf16 (tensor cores)"),
         (label("sgemm_search_f32", "sgemm f32"), ours.get("sgemm_search_f32"), peer.get("sgemm_search_f32"),
          "torch fp32, TF32 off"),
         (label("gemm_search_bf16", "gemm bf16"), ours.get("gemm_search_bf16"), peer.get("gemm_search_bf16"),
@@ -279,18 +322,18 @@ def main():
         (label("gemm_mlp_up_bf16", "gemm bf16 MLP-up"), ours.get("gemm_mlp_up_bf16"), peer.get("gemm_mlp_up_bf16"),
          "torch bf16"),
     ]
-    lines = [f"{'op':34} {'ours ms':>10} {'torch ms':>10} {'torch/ours':>10} {'ours TF/s':>9}  peer",
+    lines = [f"{'op':46} {'ours ms':>10} {'torch ms':>10} {'torch/ours':>10} {'ours TF/s':>9}  peer",
              "-" * 100]
     for name, mine, theirs, what in rows:
         ms = mine[0] if mine else None
         tf = f"{mine[1] / (mine[0] * 1e-3) / 1e12:9.1f}" if mine else f"{'n/a':>9}"
         ratio = f"{theirs / ms:10.2f}" if (ms and theirs) else f"{'n/a':>10}"
-        lines.append(f"{name:34} {cell(ms)} {cell(theirs)} {ratio} {tf}  {what}")
+        lines.append(f"{name:46} {cell(ms)} {cell(theirs)} {ratio} {tf}  {what}")
     if mem_rows:
-        lines.append(f"{'memory':34} {'ours MiB':>10} {'ref MiB':>10} {'ref/ours':>10}")
+        lines.append(f"{'memory':46} {'ours MiB':>10} {'ref MiB':>10} {'ref/ours':>10}")
     for name, mine, theirs, what in mem_rows:
         ratio = f"{theirs / mine:10.1f}" if (mine and theirs) else f"{'n/a':>10}"
-        lines.append(f"{name:34} {cell(mine)} {cell(theirs)} {ratio} {'':9}  {what}")
+        lines.append(f"{name:46} {cell(mine)} {cell(theirs)} {ratio} {'':9}  {what}")
     if "check" in peer:
         lines.append(f"in-batch results vs torch fp32 autograd (out, dq, dk, dv, dW): {peer['check']}")
     table = "\n".join(lines)

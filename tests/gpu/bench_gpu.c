@@ -5,6 +5,9 @@
  * outputs to DIR so that bench/gpu_ref.py can time a naive PyTorch
  * reference on the same input and check our results against it.
  *
+ * The same attention shapes also time the causal self-attention, and both
+ * attentions once more with f32 operands (the fp32 CUDA-core kernels; the
+ * bf16 ones run on tensor cores): rows inbatch_*, causal_*, *_f32.
  * Usage: bench_gpu DIR [--reps N] [--small] [--mem-only] [--mem-b "16 64"]
  * (--small: tiny shapes, for dry runs of the pipeline on the CPU emulator)
  * Writes meta.json and NAME.bin files (raw little-endian f32 / int32) in DIR
@@ -183,6 +186,7 @@ static void record(const char *name, double ms, double flops, const char *shape)
 /* ---------------------------------------------------------------- in-batch attention */
 typedef struct {
     rv_inbatch_cfg cfg;
+    rv_wtype t;      /* q, k, v, dout: bf16 (tensor cores) or f32 (the fp32 kernels) */
     int *lengths;
     float *w, *lse, *denom, *dw;
     void *q, *k, *v, *dout, *out, *dq, *dk, *dv;
@@ -191,15 +195,30 @@ typedef struct {
 static int ib_forward(void *a)
 {
     ib_args *x = a;
-    return rv_cuda_inbatch_attn_forward(ctx, &x->cfg, x->lengths, x->w, x->q, x->k, x->v, RV_WT_BF16, x->out,
-                                        RV_WT_F32, x->lse, x->denom);
+    return rv_cuda_inbatch_attn_forward(ctx, &x->cfg, x->lengths, x->w, x->q, x->k, x->v, x->t, x->out, RV_WT_F32,
+                                        x->lse, x->denom);
 }
 
 static int ib_backward(void *a)
 {
     ib_args *x = a;
-    return rv_cuda_inbatch_attn_backward(ctx, &x->cfg, x->lengths, x->w, x->q, x->k, x->v, RV_WT_BF16, x->lse,
-                                         x->denom, x->dout, x->dq, x->dk, x->dv, RV_WT_F32, x->dw);
+    return rv_cuda_inbatch_attn_backward(ctx, &x->cfg, x->lengths, x->w, x->q, x->k, x->v, x->t, x->lse, x->denom,
+                                         x->dout, x->dq, x->dk, x->dv, RV_WT_F32, x->dw);
+}
+
+/* The causal self-attention of the same q, k, v (chunk b alone, keys < lengths[b]). */
+static int causal_forward(void *a)
+{
+    ib_args *x = a;
+    return rv_cuda_causal_attn_forward(ctx, &x->cfg.shape, x->lengths, x->q, x->k, x->v, x->t, x->out, RV_WT_F32,
+                                       x->lse);
+}
+
+static int causal_backward(void *a)
+{
+    ib_args *x = a;   /* out and dout in q's type: dout stands in for the forward's output too */
+    return rv_cuda_causal_attn_backward(ctx, &x->cfg.shape, x->lengths, x->q, x->k, x->v, x->dout, x->lse, x->dout,
+                                        x->t, x->dq, x->dk, x->dv, RV_WT_F32);
 }
 
 /* The in-batch shape of the benchmark: L, H, Hkv, d (B is an argument). */
@@ -216,10 +235,11 @@ typedef struct {
     float *w, *q, *k, *v, *g;
 } ib_host;
 
-static void ib_setup(int B, ib_args *a, ib_host *h)
+static void ib_setup(int B, ib_args *a, ib_host *h, rv_wtype t)
 {
     const int L = IB_L, H = IB_H, Hkv = IB_HKV, hd = IB_HD;
     memset(a, 0, sizeof *a);
+    a->t = t;
     a->cfg = (rv_inbatch_cfg){{B, L, H, Hkv, hd}, 1, 1e-6f, 0};
     size_t nq = (size_t)B * L * H * hd, nk = (size_t)B * L * Hkv * hd, ns = (size_t)B * B * H * L;
     h->len = xmalloc((size_t)B * sizeof *h->len);
@@ -246,10 +266,10 @@ static void ib_setup(int B, ib_args *a, ib_host *h)
     if (!a->lengths || rv_cuda_upload(ctx, a->lengths, h->len, (size_t)B * sizeof *h->len) != 0)
         die("upload");
     a->w = upload(h->w, (size_t)B * B, RV_WT_F32);
-    a->q = upload(h->q, nq, RV_WT_BF16);
-    a->k = upload(h->k, nk, RV_WT_BF16);
-    a->v = upload(h->v, nk, RV_WT_BF16);
-    a->dout = upload(h->g, nq, RV_WT_BF16);
+    a->q = upload(h->q, nq, t);
+    a->k = upload(h->k, nk, t);
+    a->v = upload(h->v, nk, t);
+    a->dout = upload(h->g, nq, t);
     a->out = rv_cuda_alloc(ctx, nq * 4);
     a->lse = rv_cuda_alloc(ctx, ns * 4);
     a->denom = rv_cuda_alloc(ctx, ns * 4);
@@ -285,7 +305,7 @@ static void mem_inbatch(int B, FILE *mf)
     int ok = rv_cuda_sync(ctx) == 0 && device_used(&before) == 0;
     ib_args a;
     ib_host h;
-    ib_setup(B, &a, &h);
+    ib_setup(B, &a, &h, RV_WT_BF16);
     if (ib_forward(&a) != 0 || ib_backward(&a) != 0 || rv_cuda_sync(ctx) != 0)
         die("in-batch memory run");
     ok = ok && device_used(&after) == 0;
@@ -303,12 +323,31 @@ static void mem_inbatch(int B, FILE *mf)
     ib_teardown(&a, &h);
 }
 
+/* Both attentions with f32 operands (the fp32 CUDA-core kernels), for the
+ * ratio to the tensor-core path in the same run. */
+static void bench_attention_f32(void)
+{
+    const int B = small ? 4 : 16, L = IB_L, H = IB_H, Hkv = IB_HKV, hd = IB_HD;
+    ib_args a;
+    ib_host h;
+    ib_setup(B, &a, &h, RV_WT_F32);
+    double fwd_flops = 4.0 * B * B * H * (double)L * L * hd, bwd_flops = 2.5 * fwd_flops;
+    double c_fwd = 2.0 * B * H * (double)L * L * hd, c_bwd = 2.0 * c_fwd;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%d %d %d %d %d", B, L, H, Hkv, hd);
+    record("inbatch_fwd_f32", time_op(ib_forward, &a, 1), fwd_flops, shape);
+    record("inbatch_bwd_f32", time_op(ib_backward, &a, 1), bwd_flops, shape);
+    record("causal_fwd_f32", time_op(causal_forward, &a, small ? 1 : 5), c_fwd, shape);
+    record("causal_bwd_f32", time_op(causal_backward, &a, small ? 1 : 5), c_bwd, shape);
+    ib_teardown(&a, &h);
+}
+
 static void bench_inbatch(void)
 {
     const int B = small ? 4 : 16, L = IB_L, H = IB_H, Hkv = IB_HKV, hd = IB_HD;
     ib_args a;
     ib_host h;
-    ib_setup(B, &a, &h);
+    ib_setup(B, &a, &h, RV_WT_BF16);
     size_t nq = (size_t)B * L * H * hd, nk = (size_t)B * L * Hkv * hd;
     const int *len = h.len;
     const float *w = h.w, *q = h.q, *k = h.k, *v = h.v, *g = h.g;
@@ -320,6 +359,11 @@ static void bench_inbatch(void)
     snprintf(shape, sizeof shape, "%d %d %d %d %d", B, L, H, Hkv, hd);
     record("inbatch_fwd", time_op(ib_forward, &a, small ? 1 : 10), fwd_flops, shape);
     record("inbatch_bwd", time_op(ib_backward, &a, small ? 1 : 5), bwd_flops, shape);
+    /* causal attention FLOPs (bench/README-gpu.md): 2*L*L*hd per chunk and head forward (the
+     * lower triangle of QK^T and PV), backward 2 x forward */
+    double c_fwd = 2.0 * B * H * (double)L * L * hd, c_bwd = 2.0 * c_fwd;
+    record("causal_fwd", time_op(causal_forward, &a, small ? 1 : 10), c_fwd, shape);
+    record("causal_bwd", time_op(causal_backward, &a, small ? 1 : 10), c_bwd, shape);
 
     /* one clean forward + backward (gradients from zero) for the cross-check */
     if (rv_cuda_memset(ctx, a.dq, 0, nq * 4) != 0 || rv_cuda_memset(ctx, a.dk, 0, nk * 4) != 0 ||
@@ -446,6 +490,7 @@ int main(int argc, char **argv)
     }
     printf("# device: %s; median of %d repetitions\n", rv_cuda_device_name(ctx), reps);
     bench_inbatch();
+    bench_attention_f32();
     int sq = small ? 16 : 4096, sd = small ? 48 : 32768, sk = small ? 32 : 2048;
     bench_gemm("sgemm_search_f32", sq, sd, sk, RV_WT_F32, RV_WT_F32);
     bench_gemm("gemm_search_bf16", sq, sd, sk, RV_WT_BF16, RV_WT_BF16);
