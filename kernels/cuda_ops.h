@@ -80,6 +80,18 @@ int rv_cuda_convert(rv_cuda *c, void *dst, rv_wtype dst_t, const void *src, rv_w
 int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
                  const void *B, int ldb, rv_wtype ab_t, float beta, void *C, int ldc, rv_wtype c_t);
 
+/* What the plan cache of rv_cuda_gemm/rv_cuda_linear has seen since the
+ * context opened: products run (calls), cuBLASLt plans built (each costs a
+ * heuristic query, far more than a small product), plans evicted because
+ * the cache was full (a loop over more shapes than it holds rebuilds them
+ * at every pass), and products that had no cuBLASLt algorithm and ran the
+ * slow fallback kernel (misaligned 16-bit operands, odd strides). A training
+ * step at steady state should build nothing and fall back never. */
+typedef struct {
+    unsigned long long calls, plans_built, evictions, fallback_calls;
+} rv_cuda_gemm_stats;
+void rv_cuda_gemm_get_stats(const rv_cuda *c, rv_cuda_gemm_stats *s);
+
 /* y[m, out] = x[m, in] w^T (+ bias[out], f32, when not NULL): rv_op_linear
  * with x and w of one type (convert first when they differ). */
 int rv_cuda_linear(rv_cuda *c, void *y, rv_wtype y_t, const void *x, size_t m, const void *w, size_t out,

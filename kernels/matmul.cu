@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GEMM_CACHE_SIZE 64
+#define GEMM_CACHE_SIZE 128   /* a Revela step uses ~30-60 distinct products (tests/gpu/test_step_gpu) */
 
 typedef struct {
     int used, fallback;   /* fallback: no cuBLASLt algorithm, use gemm_fallback_kernel */
@@ -26,6 +26,7 @@ typedef struct {
 struct rv_gemm_cache {
     gemm_plan plans[GEMM_CACHE_SIZE];
     int next;   /* round-robin victim once full */
+    rv_cuda_gemm_stats stats;
 };
 
 static void plan_release(gemm_plan *p)
@@ -56,12 +57,14 @@ static cudaDataType_t lt_type(int t)
     return t == RV_WT_BF16 ? CUDA_R_16BF : t == RV_WT_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
-/* Largest power of two (<= 256) dividing the address: what cuBLASLt's
- * heuristic must assume about the buffer. */
+/* Largest power of two (<= 16) dividing the address: what cuBLASLt's
+ * heuristic must assume about the buffer. 16 bytes is all its kernels ask
+ * for (vector loads); beyond it, a different alignment would only make
+ * another plan of the same product (the cache holds GEMM_CACHE_SIZE). */
 static unsigned pointer_alignment(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    unsigned al = 256;
+    unsigned al = 16;
     while (al > 1 && (a % al) != 0)
         al >>= 1;
     return al;
@@ -140,7 +143,9 @@ static gemm_plan *plan_get(rv_cuda *c, const gemm_plan *key)
         slot = g->next;
         g->next = (g->next + 1) % GEMM_CACHE_SIZE;
         plan_release(&g->plans[slot]);
+        g->stats.evictions++;
     }
+    g->stats.plans_built++;
     gemm_plan *p = &g->plans[slot];
     *p = *key;
     p->op = NULL;
@@ -250,6 +255,9 @@ extern "C" int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, flo
     gemm_plan *p = plan_get(c, &key);
     if (!p)
         return -1;
+    c->gemm->stats.calls++;
+    if (p->fallback)
+        c->gemm->stats.fallback_calls++;
     if (p->fallback)
         return gemm_fallback(c, ta ? 1 : 0, tb ? 1 : 0, M, N, K, alpha, A, lda, B, ldb, ab_t, beta, C, ldc, c_t);
     RV_CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
@@ -283,4 +291,12 @@ extern "C" int rv_cuda_linear(rv_cuda *c, void *y, rv_wtype y_t, const void *x, 
     }
     return rv_cuda_gemm(c, 0, 1, (int)m, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, xw_t, beta, y, (int)out,
                         y_t);
+}
+
+extern "C" void rv_cuda_gemm_get_stats(const rv_cuda *c, rv_cuda_gemm_stats *s)
+{
+    if (c->gemm)
+        *s = c->gemm->stats;
+    else
+        memset(s, 0, sizeof *s);
 }

@@ -629,8 +629,43 @@ static void test_linear_case(size_t m, size_t out, size_t in, rv_wtype t, int bi
     rv_cuda_free(ctx, dx), rv_cuda_free(ctx, dw), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dy);
 }
 
+/* The plan cache: a repeated product builds its plan once (what keeps a
+ * training step from querying cuBLASLt's heuristic at every call), and the
+ * counters of rv_cuda_gemm_get_stats move as documented. */
+static void test_gemm_stats(void)
+{
+    const int n = 32;
+    float *a = rnd_alloc((size_t)n * n, 1.0f);
+    void *da = dev_upload(a, (size_t)n * n, RV_WT_BF16), *dc = dev_poisoned((size_t)n * n, RV_WT_F32);
+    rv_cuda_gemm_stats s0, s1, s2;
+    rv_cuda_gemm_get_stats(ctx, &s0);
+    /* a shape no other case uses: 31 x 29 x 30 */
+    if (rv_cuda_gemm(ctx, 0, 1, 31, 29, 30, 1.0f, da, n, da, n, RV_WT_BF16, 0.0f, dc, n, RV_WT_F32) != 0)
+        die_lib("gemm");
+    rv_cuda_gemm_get_stats(ctx, &s1);
+    for (int i = 0; i < 3; i++)
+        if (rv_cuda_gemm(ctx, 0, 1, 31, 29, 30, 1.0f, da, n, da, n, RV_WT_BF16, 0.0f, dc, n, RV_WT_F32) != 0)
+            die_lib("gemm");
+    rv_cuda_gemm_get_stats(ctx, &s2);
+    verdict v = {0};
+    if (s1.calls != s0.calls + 1 || s1.plans_built != s0.plans_built + 1 || s2.calls != s1.calls + 3 ||
+        s2.plans_built != s1.plans_built || s2.fallback_calls - s1.fallback_calls != 3 * (s1.fallback_calls -
+                                                                                          s0.fallback_calls)) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail,
+                 " calls %llu -> %llu -> %llu, plans built %llu -> %llu -> %llu, fallbacks %llu -> %llu -> %llu;",
+                 s0.calls, s1.calls, s2.calls, s0.plans_built, s1.plans_built, s2.plans_built, s0.fallback_calls,
+                 s1.fallback_calls, s2.fallback_calls);
+    }
+    report(&v, "gemm_plan_cache (1 plan for 4 calls of one product)");
+    free(a);
+    rv_cuda_free(ctx, da);
+    rv_cuda_free(ctx, dc);
+}
+
 static void test_gemm(void)
 {
+    test_gemm_stats();
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             test_gemm_case(ta, tb, 7, 13, 5, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0);
