@@ -26,17 +26,6 @@
 
 #include "cuda_common.cuh"
 
-/* Two floats rounded to bf16 (nearest even) and packed: lo in bits 0..15. */
-__device__ __forceinline__ uint32_t rv_pack_bf16x2(float lo, float hi)
-{
-#ifdef RV_CUDA_EMULATE
-    return (uint32_t)rv_f32_to_bf16(lo) | ((uint32_t)rv_f32_to_bf16(hi) << 16);
-#else
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-#endif
-}
-
 /* bf16 bits of x (nearest even), for filling shared-memory tiles. */
 __device__ __forceinline__ uint16_t rv_bf16_bits(float x)
 {
@@ -45,6 +34,18 @@ __device__ __forceinline__ uint16_t rv_bf16_bits(float x)
 #else
     __nv_bfloat16 v = __float2bfloat16_rn(x);
     return *(uint16_t *)&v;
+#endif
+}
+
+/* Two floats rounded to bf16 (nearest even) and packed: lo in bits 0..15
+ * (on the device one paired conversion instruction). */
+__device__ __forceinline__ uint32_t rv_pack_bf16x2(float lo, float hi)
+{
+#ifdef RV_CUDA_EMULATE
+    return (uint32_t)rv_bf16_bits(lo) | ((uint32_t)rv_bf16_bits(hi) << 16);
+#else
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
 #endif
 }
 

@@ -458,6 +458,23 @@ inline void syncthreads()
 
 inline int linear_tid() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
 
+/* Warp w's lanes meet (a warp barrier): each returns once all 32 arrived.
+ * Deposits made before it in the generation's slots (parity of warp_gen
+ * before the call) are complete after it; the next meeting writes the other
+ * parity's slots, so they stay readable until then. */
+inline void warp_meet(int w)
+{
+    unsigned gen = ts->warp_gen[w];
+    events++;
+    if (++ts->warp_count[w] == 32) {
+        ts->warp_count[w] = 0;
+        ts->warp_gen[w]++;
+    } else {
+        while (ts->warp_gen[w] == gen)
+            yield();
+    }
+}
+
 template <class T>
 inline T shuffle(unsigned mask, T v, int src_lane)
 {
@@ -471,15 +488,7 @@ inline T shuffle(unsigned mask, T v, int src_lane)
     uint64_t bits = 0;
     memcpy(&bits, &v, sizeof(T));
     ts->warp_slots[((size_t)w * 2 + par) * 32 + lane] = bits;
-    unsigned gen = ts->warp_gen[w];
-    events++;
-    if (++ts->warp_count[w] == 32) {
-        ts->warp_count[w] = 0;
-        ts->warp_gen[w]++;
-    } else {
-        while (ts->warp_gen[w] == gen)
-            yield();
-    }
+    warp_meet(w);
     T r;
     memcpy(&r, &ts->warp_slots[((size_t)w * 2 + par) * 32 + (src_lane & 31)], sizeof(T));
     (void)lane;
@@ -501,15 +510,7 @@ inline void warp_exchange(const void *mine, size_t n, void *all)
     unsigned par = ts->warp_gen[w] & 1u;
     unsigned char *slots = ts->warp_xchg.data() + ((size_t)w * 2 + par) * 32 * exchange_bytes;
     memcpy(slots + (size_t)lane * exchange_bytes, mine, n);
-    unsigned gen = ts->warp_gen[w];
-    events++;
-    if (++ts->warp_count[w] == 32) {
-        ts->warp_count[w] = 0;
-        ts->warp_gen[w]++;
-    } else {
-        while (ts->warp_gen[w] == gen)
-            yield();
-    }
+    warp_meet(w);
     for (int l = 0; l < 32; l++)
         memcpy((unsigned char *)all + (size_t)l * n, slots + (size_t)l * exchange_bytes, n);
 }
