@@ -11,6 +11,22 @@
  * is computed in place from the same hash, bit for bit, so no mask is
  * stored or uploaded; the backward recomputes it.
  *
+ * Types. Activations, their gradients, the LoRA master weights, their
+ * gradient accumulators and AdamW's state are f32 in both storage modes.
+ * f32 storage: every product is a true fp32 GEMM. bf16 storage (the
+ * frozen embedding, head and projection matrices stored as bf16, as the
+ * PyTorch/DeepSpeed bf16 reference runs them): every projection product,
+ * frozen and adapter, runs with bf16 operands and fp32 accumulation on the
+ * tensor cores. The projection's input and output gradient are narrowed to
+ * bf16 before their GEMMs; the adapters are read from bf16 copies of the
+ * f32 masters (one packed array per net, refreshed by one conversion
+ * whenever the masters change: rv_step_gpu_load_lora, the device AdamW);
+ * xa = x A^T is written as bf16 straight from the GEMM and kept so for the
+ * backward (it is only ever a bf16 operand: of xa B^T and of dB = scale
+ * dy^T xa), which halves its memory; (scale dy B) is likewise written as
+ * bf16 for its two products (dA, dx). Products into f32 (y, dx, dA, dB)
+ * accumulate in fp32 with beta = 1, as in f32 storage.
+ *
  * Memory: frozen weights and LoRA parameters/gradients are allocated once
  * at open; activations for all four passes and the backward scratch are
  * allocated at the first step and kept while later steps fit (batch and
@@ -97,6 +113,7 @@ typedef struct {
     const void *weight;           /* device, frozen, in the handle's storage type */
     const float *bias;            /* device f32, frozen (NULL when absent) */
     float *a, *b;                 /* device LoRA [rank, in], [out, rank] */
+    void *a16, *b16;              /* bf16 storage: their bf16 copies (NULL with f32 storage) */
     float *ga, *gb;               /* device gradient accumulators, same shapes */
     size_t off_a, off_b;          /* their offsets in the net's packed arrays */
     size_t ti_a, ti_b;            /* their indices in the gradient-bucket plan (set_comm) */
@@ -116,18 +133,24 @@ typedef struct {
     int rope_len;
     dev_list rope_mem;
     /* every adapter of the net packed in one device array (A then B per
-     * projection, each padded to 4 floats for cuBLASLt's 16-byte alignment),
-     * gradients in a second of the same layout, a host array for staging:
-     * one transfer per optimiser step each way */
+     * projection, each padded to 16 bytes for cuBLASLt's operand alignment:
+     * 4 floats, or with bf16 storage 8 elements, so that the bf16 copy at
+     * the same element offsets is aligned too), gradients in a second of
+     * the same layout, a host array for staging: one transfer per
+     * optimiser step each way */
     size_t n_lora;
     float *lora, *grad, *stage;
+    void *lora16;                 /* bf16 storage: lora narrowed to bf16, same layout (lora16_refresh) */
     float *m, *v;                 /* AdamW's moments, same layout (rv_step_gpu_optim_upload) */
 } dnet;
 
 typedef struct {
-    float *x_in, *u, *rstd1, *xa[RV_N_PROJ];
+    float *x_in, *u, *rstd1;
+    void *xa[RV_N_PROJ];          /* x A^T [n, rank]: f32, or bf16 with bf16 storage */
     float *q, *k, *v, *attn, *lse, *ib_lse, *ib_den, *o_in;
     float *x_mid, *u2, *rstd2, *gate, *up, *hmid;
+    void *qb, *kb, *vb;           /* bf16 storage: the post-RoPE q, k, v narrowed to bf16, the operands
+                                   * of both attentions (tensor cores); NULL with f32 storage */
 } dacts;
 
 typedef struct {
@@ -150,7 +173,7 @@ typedef struct {
     uint64_t key;
     float *xl, *tl;
     rv_wtype wt;                  /* (not dropout) the frozen weights' storage, and its scratch */
-    void *xb, *yb;
+    void *xb, *yb, *glb;
 } ddrop;
 
 /* Pass B's link to pass A (rv_revela_step_ref's inbatch_link). */
@@ -179,8 +202,12 @@ struct rv_step_gpu {
     size_t cap_n;
     dev_list acts;
     dpass pass[4];                /* P, Q (retriever), A, B (LM) */
-    float *xl, *tl;               /* dropout: masked adapter input, backward product [n, widest input] */
+    float *xl, *tl;               /* dropout: masked adapter input (f32 storage), backward product [n, widest input] */
     void *xb, *yb;                /* bf16 storage: a projection's input / output gradient narrowed to bf16 */
+    float *qf, *kf, *vf;          /* bf16 storage: every layer's f32 q, k, v before narrowing (shared) */
+    void *ob, *dob;               /* bf16 storage: the causal attention's output and the attention output
+                                   * gradient narrowed to bf16 (the attention backward's operands) */
+    void *glb;                    /* bf16 storage: (scale dy B) [n, widest rank] as bf16 (f32: glora) */
     float *x, *sd, *sq, *dx, *dk0, *dv0, *dhf, *dgate, *dup, *du, *do_in, *dq, *glora, *dh, *dh_a;
     float **dk_a, **dv_a;
     float *p_emb, *q_emb, *p_norm, *q_norm, *S, *W, *dW, *dS, *dq_emb, *dp_emb;
@@ -217,11 +244,12 @@ __device__ __forceinline__ float keep_at(uint64_t key, size_t i, float p, float 
     return (p > 0.0f && u < p) ? 0.0f : kept;
 }
 
-/* y = x * keep (rv_mul with the mask). */
-__global__ void dropout_mul_kernel(float *y, const float *x, size_t n, uint64_t key, float p, float kept)
+/* y = x * keep (rv_mul with the mask), stored as y_t: f32, or (bf16
+ * storage) bf16 for the adapter's bf16 operand, rounded once. */
+__global__ void dropout_mul_kernel(void *y, int y_t, const float *x, size_t n, uint64_t key, float p, float kept)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        y[i] = x[i] * keep_at(key, i, p, kept);
+        rv_st(y, y_t, i, x[i] * keep_at(key, i, p, kept));
 }
 
 /* dx += keep * t (rv_lora_linear_backward's masked input gradient). */
@@ -231,17 +259,19 @@ __global__ void dropout_add_kernel(float *dx, const float *t, size_t n, uint64_t
         dx[i] += keep_at(key, i, p, kept) * t[i];
 }
 
-static int dropout_launch(rv_cuda *c, int add, float *dst, const float *src, size_t n, const ddrop *d)
+/* add: dst (f32) += keep * src; else dst (type dst_t) = src * keep. */
+static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const float *src, size_t n,
+                          const ddrop *d)
 {
     unsigned grid = 1;
     size_t cap = (size_t)1 << 20;
     if (rv_grid_1d(n < cap ? n : cap, 256, &grid, "dropout") != 0)
         return -1;
     if (add) {
-        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, dst, src, n, d->key, d->p, d->kept);
+        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, (float *)dst, src, n, d->key, d->p, d->kept);
         RV_LAUNCH_CHECK("dropout_add_kernel");
     } else {
-        RV_LAUNCH(dropout_mul_kernel, grid, 256, 0, c->stream, dst, src, n, d->key, d->p, d->kept);
+        RV_LAUNCH(dropout_mul_kernel, grid, 256, 0, c->stream, dst, (int)dst_t, src, n, d->key, d->p, d->kept);
         RV_LAUNCH_CHECK("dropout_mul_kernel");
     }
     return 0;
@@ -318,7 +348,15 @@ static int check_decoder(const rv_step_decoder *m, const char *who, int need_hea
     return 0;
 }
 
-static size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
+/* An adapter tensor's length in the packed arrays: padded to 16 bytes of
+ * the narrowest type it is stored in (4 floats; 8 elements with bf16
+ * storage, whose bf16 copy shares the element offsets). f32 storage keeps
+ * the 4-float layout it always had. */
+static size_t lora_pad(rv_wtype wt, size_t n)
+{
+    const size_t u = wt == F32 ? 4 : 8;
+    return (n + u - 1) / u * u;
+}
 
 static int upload_net(rv_step_gpu *g, dnet *d, const rv_step_decoder *m, int with_head)
 {
@@ -357,12 +395,15 @@ static int upload_net(rv_step_gpu *g, dnet *d, const rv_step_decoder *m, int wit
         for (int p = 0; p < RV_N_PROJ; p++)
             if (d->layers[l].proj[p].rank > 0) {
                 const dproj *dp = &d->layers[l].proj[p];
-                d->n_lora += pad4((size_t)dp->rank * dp->in) + pad4((size_t)dp->out * dp->rank);
+                d->n_lora += lora_pad(g->wt, (size_t)dp->rank * dp->in) + lora_pad(g->wt, (size_t)dp->out * dp->rank);
             }
     if (d->n_lora == 0)
         return 0;
     if (!(d->lora = (float *)dev_take(g->c, &g->weights, d->n_lora * sizeof(float), "the LoRA adapters")) ||
         dzero(g->c, d->lora, d->n_lora * sizeof(float)) != 0)
+        return -1;
+    if (g->wt != F32 && !(d->lora16 = dev_take(g->c, &g->weights, d->n_lora * rv_wtype_size(g->wt),
+                                               "the LoRA adapters' bf16 copies")))
         return -1;
     if (!(d->stage = (float *)calloc(d->n_lora, sizeof(float))))
         return rv_error_set("revela step on cuda: out of host memory");
@@ -375,10 +416,14 @@ static int upload_net(rv_step_gpu *g, dnet *d, const rv_step_decoder *m, int wit
             size_t na = (size_t)dp->rank * dp->in, nb = (size_t)dp->out * dp->rank;
             dp->off_a = off;
             dp->a = d->lora + off;
-            off += pad4(na);
+            off += lora_pad(g->wt, na);
             dp->off_b = off;
             dp->b = d->lora + off;
-            off += pad4(nb);
+            off += lora_pad(g->wt, nb);
+            if (d->lora16) {   /* the same element offsets in the bf16 copy (16-byte aligned) */
+                dp->a16 = (char *)d->lora16 + dp->off_a * rv_wtype_size(g->wt);
+                dp->b16 = (char *)d->lora16 + dp->off_b * rv_wtype_size(g->wt);
+            }
         }
     return 0;
 }
@@ -495,6 +540,16 @@ static void stage_adapters(dnet *d, const float *params, float *host, int to_sta
         }
 }
 
+/* bf16 storage: net d's bf16 adapter copies from its f32 masters, one
+ * conversion over the packed array (pads included: zeros stay zeros). Run
+ * after every write of d->lora, so the products never read stale copies. */
+static int lora16_refresh(rv_step_gpu *g, dnet *d)
+{
+    if (!d->lora16 || d->n_lora == 0)
+        return 0;
+    return rv_cuda_convert(g->c, d->lora16, g->wt, d->lora, F32, d->n_lora);
+}
+
 extern "C" int rv_step_gpu_load_lora(rv_step_gpu *g)
 {
     for (int i = 0; i < 2; i++) {   /* gathered into the staging array, then one upload per net */
@@ -502,7 +557,7 @@ extern "C" int rv_step_gpu_load_lora(rv_step_gpu *g)
         if (d->n_lora == 0)
             continue;
         stage_adapters(d, NULL, NULL, 1);
-        if (rv_cuda_upload(g->c, d->lora, d->stage, d->n_lora * sizeof(float)) != 0)
+        if (rv_cuda_upload(g->c, d->lora, d->stage, d->n_lora * sizeof(float)) != 0 || lora16_refresh(g, d) != 0)
             return -1;
     }
     return 0;
@@ -582,6 +637,12 @@ extern "C" int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retri
         if (!((dst) = (float *)dev_take(g->c, al, (count) * sizeof(float), "activations")))           \
             return -1;                                                                                 \
     } while (0)
+/* count elements of the frozen weights' 16-bit type (only with bf16 storage) */
+#define TAKE16(dst, count)                                                                             \
+    do {                                                                                               \
+        if (g->wt != F32 && !((dst) = dev_take(g->c, al, (count) * rv_wtype_size(g->wt), "bf16 activations"))) \
+            return -1;                                                                                 \
+    } while (0)
 
 /* The sizes of one layer's activation set: a net's own, or (recompute) the
  * largest over both nets, so that one set serves every layer of every pass. */
@@ -625,11 +686,22 @@ static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size
         TAKE(la->x_in, n * d->D);
     TAKE(la->u, n * d->D);
     TAKE(la->rstd1, n);
-    for (int p = 0; p < RV_N_PROJ; p++)
-        TAKE(la->xa[p], n * (size_t)(d->rank[p] > 0 ? d->rank[p] : 1));
-    TAKE(la->q, n * d->QW);
-    TAKE(la->k, n * d->KW);
-    TAKE(la->v, n * d->KW);
+    for (int p = 0; p < RV_N_PROJ; p++)   /* xa in the adapter products' operand type (proj_forward) */
+        if (!(la->xa[p] = dev_take(g->c, al, n * (size_t)(d->rank[p] > 0 ? d->rank[p] : 1) * rv_wtype_size(g->wt),
+                                   "activations")))
+            return -1;
+    if (g->wt == F32) {
+        TAKE(la->q, n * d->QW);
+        TAKE(la->k, n * d->KW);
+        TAKE(la->v, n * d->KW);
+    } else {   /* bf16: only the narrowed copies outlive the layer's forward */
+        la->q = g->qf;
+        la->k = g->kf;
+        la->v = g->vf;
+    }
+    TAKE16(la->qb, n * d->QW);
+    TAKE16(la->kb, n * d->KW);
+    TAKE16(la->vb, n * d->KW);
     TAKE(la->attn, n * d->QW);
     TAKE(la->lse, n * d->H);
     if (d->ib_H) {
@@ -671,9 +743,13 @@ static int alloc_pass(rv_step_gpu *g, dpass *a, dnet *net, int B, size_t n, int 
         }
         *la = *shared;
         TAKE(la->x_in, n * D);
-        if (keep_kv) {
+        if (keep_kv && g->wt == F32) {
             TAKE(la->k, n * KW);
             TAKE(la->v, n * KW);
+        }
+        if (keep_kv) {
+            TAKE16(la->kb, n * KW);
+            TAKE16(la->vb, n * KW);
         }
     }
     TAKE(a->x_final, n * D);
@@ -710,6 +786,13 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
             for (int p = 0; p < RV_N_PROJ; p++)
                 Rm = (size_t)m->layers[l].proj[p].rank > Rm ? (size_t)m->layers[l].proj[p].rank : Rm;
     }
+    dev_list *al = &g->acts;
+    g->qf = g->kf = g->vf = NULL;
+    if (g->wt != F32) {   /* the f32 q, k, v of whichever layer runs its forward (alloc_layer) */
+        TAKE(g->qf, n * QWm);
+        TAKE(g->kf, n * KWm);
+        TAKE(g->vf, n * KWm);
+    }
     dacts shared, *sh = NULL;
     if (recompute) {
         act_dims d = dims_of(r, 0, 0);
@@ -728,15 +811,19 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
         alloc_pass(g, &g->pass[2], &g->net[1], B, n, 0, sh, 1) != 0 ||
         alloc_pass(g, &g->pass[3], &g->net[1], B, n, 1, sh, 0) != 0)
         return -1;
-    dev_list *al = &g->acts;
     const size_t DR = (size_t)r->hidden, DL = (size_t)lm->hidden, KWL = (size_t)lm->n_kv_heads * lm->head_dim;
     size_t In = Dm > QWm ? Dm : QWm;
     In = Fm > In ? Fm : In;
-    TAKE(g->xl, n * In);
+    /* xl and glora serve f32 storage only: with bf16 the masked adapter
+     * input goes to xb and (scale dy B) to glb, both bf16 */
+    g->xl = g->glora = NULL;
+    if (g->wt == F32)
+        TAKE(g->xl, n * In);
     TAKE(g->tl, n * In);
-    g->xb = g->yb = NULL;
+    g->xb = g->yb = g->glb = NULL;
     if (g->wt != F32 && (!(g->xb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations")) ||
-                         !(g->yb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations"))))
+                         !(g->yb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations")) ||
+                         !(g->glb = dev_take(g->c, al, n * Rm * rv_wtype_size(g->wt), "bf16 activations"))))
         return -1;
     TAKE(g->x, n * Dm);
     TAKE(g->sd, n * Dm);
@@ -750,7 +837,11 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     TAKE(g->du, n * Dm);
     TAKE(g->do_in, n * QWm);
     TAKE(g->dq, n * QWm);
-    TAKE(g->glora, n * Rm);
+    g->ob = g->dob = NULL;
+    TAKE16(g->ob, n * QWm);
+    TAKE16(g->dob, n * QWm);
+    if (g->wt == F32)
+        TAKE(g->glora, n * Rm);
     TAKE(g->dh, n * Dm);
     TAKE(g->dh_a, n * DL);
     free(g->dk_a);
@@ -775,6 +866,7 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     TAKE(g->dq_emb, (size_t)B * DR);
     TAKE(g->dp_emb, (size_t)B * DR);
 #undef TAKE
+#undef TAKE16
     for (int v = 0; v < 3; v++)
         if (!(g->ids[v] = (uint32_t *)dev_take(g->c, al, n * sizeof(uint32_t), "token ids")) ||
             !(g->len[v] = (int *)dev_take(g->c, al, (size_t)B * sizeof(int), "lengths")))
@@ -812,8 +904,12 @@ static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
 
 /* ---------------------------------------------------------------- projections */
 /* y = x W^T + bias + scale (x A^T) B^T; xa = x A^T kept for the backward
- * (rv_lora_linear_forward). */
-static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, float *xa, float *y, const ddrop *d)
+ * (rv_lora_linear_forward). With bf16 storage (d->wt) every product takes
+ * bf16 operands with fp32 accumulation: x narrowed into d->xb for the
+ * frozen product and reused for the adapter's (under dropout overwritten,
+ * once the frozen product has read it, by x * keep rounded to bf16), the
+ * adapters' bf16 copies, and xa written as bf16 (see the top comment). */
+static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, void *xa, float *y, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
     if (d->wt == F32 ? rv_cuda_linear(c, y, F32, x, n, p->weight, (size_t)out, (size_t)in, F32, p->bias) != 0
@@ -822,9 +918,18 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, fl
         return -1;
     if (r <= 0)
         return 0;
+    if (d->wt != F32) {
+        const rv_wtype t = d->wt;
+        if (d->p > 0 && dropout_launch(c, 0, d->xb, t, x, n * (size_t)in, d) != 0)
+            return -1;
+        return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, d->xb, in, p->a16, in, t, 0.0f, xa, r, t) != 0 ||
+                       rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, p->b16, r, t, 1.0f, y, out, F32) != 0
+                   ? -1
+                   : 0;
+    }
     const float *xl = x;   /* the adapter's input: x, or x * keep under dropout */
     if (d->p > 0) {
-        if (dropout_launch(c, 0, d->xl, x, n * (size_t)in, d) != 0)
+        if (dropout_launch(c, 0, d->xl, F32, x, n * (size_t)in, d) != 0)
             return -1;
         xl = d->xl;
     }
@@ -837,8 +942,13 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, fl
 /* rv_lora_linear_backward: dx += dy W + keep * ((scale dy B) A), dA +=
  * (scale dy B)^T x_lora, dB += scale dy^T xa; gl is [n, rank] scratch. x is
  * the projection's input; under dropout x_lora = x * keep is recomputed
- * from the mask's hash (the same values the forward used). */
-static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, const float *xa, const float *dy,
+ * from the mask's hash (the same values the forward used). With bf16
+ * storage the operands are bf16 as in proj_forward: dy narrowed into d->yb
+ * (for the frozen product and dB, gl), x_lora narrowed again into d->xb
+ * (the same bf16 values the forward's xa was made from), xa as saved, and
+ * gl = scale dy B written as bf16 into d->glb for dA and dx; dA, dB and dx
+ * accumulate in f32 (beta = 1). */
+static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, const void *xa, const float *dy,
                          float *dx, float *gl, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
@@ -849,9 +959,24 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, c
         return -1;
     if (r <= 0)
         return 0;
+    if (d->wt != F32) {
+        const rv_wtype t = d->wt;
+        if ((d->p > 0 ? dropout_launch(c, 0, d->xb, t, x, n * (size_t)in, d)
+                      : rv_cuda_convert(c, d->xb, t, x, F32, n * (size_t)in)) != 0 ||
+            rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, d->yb, out, xa, r, t, 1.0f, p->gb, r, F32) != 0 ||
+            rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, d->yb, out, p->b16, r, t, 0.0f, d->glb, r, t) != 0 ||
+            rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, d->glb, r, d->xb, in, t, 1.0f, p->ga, in, F32) != 0)
+            return -1;
+        if (d->p > 0)
+            return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, d->glb, r, p->a16, in, t, 0.0f, d->tl, in, F32) != 0 ||
+                           dropout_launch(c, 1, dx, F32, d->tl, n * (size_t)in, d) != 0
+                       ? -1
+                       : 0;
+        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, d->glb, r, p->a16, in, t, 1.0f, dx, in, F32);
+    }
     const float *xl = x;
     if (d->p > 0) {
-        if (dropout_launch(c, 0, d->xl, x, n * (size_t)in, d) != 0)
+        if (dropout_launch(c, 0, d->xl, F32, x, n * (size_t)in, d) != 0)
             return -1;
         xl = d->xl;
     }
@@ -861,7 +986,7 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, c
         return -1;
     if (d->p > 0)
         return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 0.0f, d->tl, in, F32) != 0 ||
-                       dropout_launch(c, 1, dx, d->tl, n * (size_t)in, d) != 0
+                       dropout_launch(c, 1, dx, F32, d->tl, n * (size_t)in, d) != 0
                    ? -1
                    : 0;
     return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 1.0f, dx, in, F32);
@@ -879,6 +1004,7 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
     d.wt = g->wt;
     d.xb = g->xb;
     d.yb = g->yb;
+    d.glb = g->glb;
     return d;
 }
 
@@ -914,6 +1040,25 @@ static int proj_final(rv_step_gpu *g, const dproj *p)
     return 0;
 }
 
+/* The operands of both attentions: the post-RoPE q, k, v in the frozen
+ * weights' storage type: f32 as they are, or (bf16) their narrowed copies,
+ * which run the attention kernels on tensor cores (cuda_ops.h). */
+#define ATT_Q(la) (g->wt == F32 ? (const void *)(la)->q : (const void *)(la)->qb)
+#define ATT_K(la) (g->wt == F32 ? (const void *)(la)->k : (const void *)(la)->kb)
+#define ATT_V(la) (g->wt == F32 ? (const void *)(la)->v : (const void *)(la)->vb)
+
+/* With bf16 storage: qb, kb, vb = q, k, v rounded to bf16 (nearest even). */
+static int narrow_qkv(rv_step_gpu *g, dacts *la, size_t nq, size_t nkv)
+{
+    if (g->wt == F32)
+        return 0;
+    return rv_cuda_convert(g->c, la->qb, g->wt, la->q, F32, nq) != 0 ||
+                   rv_cuda_convert(g->c, la->kb, g->wt, la->k, F32, nkv) != 0 ||
+                   rv_cuda_convert(g->c, la->vb, g->wt, la->v, F32, nkv) != 0
+               ? -1
+               : 0;
+}
+
 /* x: the layer's input on entry (saved as la->x_in unless again: the
  * recompute before the backward, whose input is that copy), its output on
  * exit. */
@@ -939,13 +1084,15 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
                      (size_t)net->rope_len, 1) != 0 ||
         rv_cuda_rope(c, la->k, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab,
                      net->sin_tab, (size_t)net->rope_len, 1) != 0 ||
-        rv_cuda_causal_attn_forward(c, &shape, a->d_len, la->q, la->k, la->v, F32, la->attn, F32, la->lse) != 0 ||
+        narrow_qkv(g, la, n * QW, n * KW) != 0 ||
+        rv_cuda_causal_attn_forward(c, &shape, a->d_len, ATT_Q(la), ATT_K(la), ATT_V(la), g->wt, la->attn, F32,
+                                    la->lse) != 0 ||
         dcopy(c, la->o_in, la->attn, n * QW) != 0)
         return -1;
     if (ib) {   /* O = S_self + sum_j W_ij b~_ij, before o_proj */
         const dacts *pa = &ib->pass_a->layers[l];
-        if (rv_cuda_inbatch_attn_forward(c, ib->cfg, a->d_len, ib->w, la->q, pa->k, pa->v, F32, g->sq, F32,
-                                         la->ib_lse, la->ib_den) != 0 ||
+        if (rv_cuda_inbatch_attn_forward(c, ib->cfg, a->d_len, ib->w, ATT_Q(la), ATT_K(pa), ATT_V(pa), g->wt, g->sq,
+                                         F32, la->ib_lse, la->ib_den) != 0 ||
             rv_cuda_add(c, la->o_in, F32, g->sq, F32, n * QW) != 0)
             return -1;
     }
@@ -1008,14 +1155,24 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
     /* attention: x_mid = x_in + o_proj(S_self + C) */
     if (BACK(O, la->o_in, dx, g->do_in) != 0)
         return -1;
+    /* the attention output and its gradient in the operands' type */
+    const void *att_out = la->attn, *att_dout = g->do_in;
+    if (g->wt != F32) {
+        if (rv_cuda_convert(c, g->ob, g->wt, la->attn, F32, n * QW) != 0 ||
+            rv_cuda_convert(c, g->dob, g->wt, g->do_in, F32, n * QW) != 0)
+            return -1;
+        att_out = g->ob;
+        att_dout = g->dob;
+    }
     if (ib) {
         const dacts *pa = &ib->pass_a->layers[l];
-        if (rv_cuda_inbatch_attn_backward(c, ib->cfg, a->d_len, ib->w, la->q, pa->k, pa->v, F32, la->ib_lse,
-                                          la->ib_den, g->do_in, g->dq, ib->dk_a[l], ib->dv_a[l], F32, ib->dw) != 0)
+        if (rv_cuda_inbatch_attn_backward(c, ib->cfg, a->d_len, ib->w, ATT_Q(la), ATT_K(pa), ATT_V(pa), g->wt,
+                                          la->ib_lse, la->ib_den, att_dout, g->dq, ib->dk_a[l], ib->dv_a[l], F32,
+                                          ib->dw) != 0)
             return -1;
     }
-    if (rv_cuda_causal_attn_backward(c, &shape, a->d_len, la->q, la->k, la->v, la->attn, la->lse, g->do_in, F32,
-                                     g->dq, dk, dv, F32) != 0 ||
+    if (rv_cuda_causal_attn_backward(c, &shape, a->d_len, ATT_Q(la), ATT_K(la), ATT_V(la), att_out, la->lse,
+                                     att_dout, g->wt, g->dq, dk, dv, F32) != 0 ||
         rv_cuda_rope(c, g->dq, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
                      (size_t)net->rope_len, -1) != 0 ||
         rv_cuda_rope(c, dk, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
@@ -1029,6 +1186,9 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
 
 #undef FWD
 #undef BACK
+#undef ATT_Q
+#undef ATT_K
+#undef ATT_V
 
 /* dh: gradient at the final-normed output (NULL: none, pass A without the
  * dual loss); dk_seed/dv_seed: pass A's per-layer K/V gradients; fin: this
@@ -1238,7 +1398,7 @@ done:
  * by descending address (DOWN B, DOWN A, UP B, ..., Q A): a layer is
  * reported complete within a few GEMMs either way, and this keeps the list
  * one descending run of memory, so buckets are whole ranges of the flat
- * array. Sizes include each tensor's padding to 4 floats (zeros, summed to
+ * array. Sizes include each tensor's padding (lora_pad: zeros, summed to
  * zeros), so consecutive tensors are exactly adjacent. */
 static int plan_buckets(rv_step_gpu *g, rv_comm *comm, size_t bucket_bytes)
 {
@@ -1263,9 +1423,9 @@ static int plan_buckets(rv_step_gpu *g, rv_comm *comm, size_t bucket_bytes)
                 if (dp->rank <= 0)
                     continue;
                 dp->ti_b = k;
-                t[k++] = (rv_grad_tensor){dp->gb, pad4((size_t)dp->out * dp->rank)};
+                t[k++] = (rv_grad_tensor){dp->gb, lora_pad(g->wt, (size_t)dp->out * dp->rank)};
                 dp->ti_a = k;
-                t[k++] = (rv_grad_tensor){dp->ga, pad4((size_t)dp->rank * dp->in)};
+                t[k++] = (rv_grad_tensor){dp->ga, lora_pad(g->wt, (size_t)dp->rank * dp->in)};
             }
     }
     rv_grad_buckets *b = rv_grad_buckets_new(t, count, bucket_bytes, comm);
@@ -1443,7 +1603,8 @@ extern "C" int rv_step_gpu_optim_step(rv_step_gpu *g, const rv_step_gpu_optim *o
         if (d->n_lora == 0)
             continue;
         if ((clip != 1.0 && rv_cuda_scale(g->c, d->n_lora, d->grad, (float)clip) != 0) ||
-            (update[i] && rv_cuda_adamw_update(g->c, d->n_lora, d->lora, d->grad, d->m, d->v, o->t, &o->adam) != 0) ||
+            (update[i] && (rv_cuda_adamw_update(g->c, d->n_lora, d->lora, d->grad, d->m, d->v, o->t, &o->adam) != 0 ||
+                           lora16_refresh(g, d) != 0)) ||
             dzero(g->c, d->grad, d->n_lora * sizeof(float)) != 0)
             return -1;
     }
