@@ -11,8 +11,9 @@
  * is computed in place from the same hash, bit for bit, so no mask is
  * stored or uploaded; the backward recomputes it.
  *
- * Types. Activations, their gradients, the LoRA master weights, their
- * gradient accumulators and AdamW's state are f32 in both storage modes.
+ * Types. The residual stream, activation gradients, the LoRA master
+ * weights, their gradient accumulators and AdamW's state are f32 in both
+ * storage modes.
  * f32 storage: every product is a true fp32 GEMM. bf16 storage (the
  * frozen embedding, head and projection matrices stored as bf16, as the
  * PyTorch/DeepSpeed bf16 reference runs them): every projection product,
@@ -25,7 +26,14 @@
  * backward (it is only ever a bf16 operand: of xa B^T and of dB = scale
  * dy^T xa), which halves its memory; (scale dy B) is likewise written as
  * bf16 for its two products (dA, dx). Products into f32 (y, dx, dA, dB)
- * accumulate in fp32 with beta = 1, as in f32 storage.
+ * accumulate in fp32 with beta = 1, as in f32 storage. The inputs of the
+ * q/k/v, gate/up and down projections (the normed rows u, u2 and the gated
+ * product) are written as bf16 by the kernels that make them and kept only
+ * so (they are only ever bf16 operands; the o projection's input, the sum
+ * of both attentions, stays f32 and is narrowed per product). Both
+ * attentions take the post-RoPE q, k, v narrowed to bf16 (kept per layer
+ * for the backward; the f32 ones live only during the layer's forward),
+ * and in the backward the attention output and its gradient narrowed too.
  *
  * Memory: frozen weights and LoRA parameters/gradients are allocated once
  * at open; activations for all four passes and the backward scratch are
@@ -145,10 +153,12 @@ typedef struct {
 } dnet;
 
 typedef struct {
-    float *x_in, *u, *rstd1;
+    float *x_in, *rstd1;
+    void *u, *u2, *hmid;          /* the inputs of q/k/v, gate/up and down, stored in the frozen weights'
+                                   * type: with bf16 storage they are only ever bf16 operands */
     void *xa[RV_N_PROJ];          /* x A^T [n, rank]: f32, or bf16 with bf16 storage */
     float *q, *k, *v, *attn, *lse, *ib_lse, *ib_den, *o_in;
-    float *x_mid, *u2, *rstd2, *gate, *up, *hmid;
+    float *x_mid, *rstd2, *gate, *up;
     void *qb, *kb, *vb;           /* bf16 storage: the post-RoPE q, k, v narrowed to bf16, the operands
                                    * of both attentions (tensor cores); NULL with f32 storage */
 } dacts;
@@ -246,10 +256,11 @@ __device__ __forceinline__ float keep_at(uint64_t key, size_t i, float p, float 
 
 /* y = x * keep (rv_mul with the mask), stored as y_t: f32, or (bf16
  * storage) bf16 for the adapter's bf16 operand, rounded once. */
-__global__ void dropout_mul_kernel(void *y, int y_t, const float *x, size_t n, uint64_t key, float p, float kept)
+__global__ void dropout_mul_kernel(void *y, int y_t, const void *x, int x_t, size_t n, uint64_t key, float p,
+                                   float kept)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        rv_st(y, y_t, i, x[i] * keep_at(key, i, p, kept));
+        rv_st(y, y_t, i, rv_ld(x, x_t, i) * keep_at(key, i, p, kept));
 }
 
 /* dx += keep * t (rv_lora_linear_backward's masked input gradient). */
@@ -259,8 +270,9 @@ __global__ void dropout_add_kernel(float *dx, const float *t, size_t n, uint64_t
         dx[i] += keep_at(key, i, p, kept) * t[i];
 }
 
-/* add: dst (f32) += keep * src; else dst (type dst_t) = src * keep. */
-static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const float *src, size_t n,
+/* add: dst (f32) += keep * src (f32); else dst (type dst_t) = src (type
+ * src_t) * keep. */
+static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const void *src, rv_wtype src_t, size_t n,
                           const ddrop *d)
 {
     unsigned grid = 1;
@@ -268,10 +280,12 @@ static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const 
     if (rv_grid_1d(n < cap ? n : cap, 256, &grid, "dropout") != 0)
         return -1;
     if (add) {
-        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, (float *)dst, src, n, d->key, d->p, d->kept);
+        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, (float *)dst, (const float *)src, n, d->key, d->p,
+                  d->kept);
         RV_LAUNCH_CHECK("dropout_add_kernel");
     } else {
-        RV_LAUNCH(dropout_mul_kernel, grid, 256, 0, c->stream, dst, (int)dst_t, src, n, d->key, d->p, d->kept);
+        RV_LAUNCH(dropout_mul_kernel, grid, 256, 0, c->stream, dst, (int)dst_t, src, (int)src_t, n, d->key, d->p,
+                  d->kept);
         RV_LAUNCH_CHECK("dropout_mul_kernel");
     }
     return 0;
@@ -637,6 +651,12 @@ extern "C" int rv_step_gpu_take_grads(rv_step_gpu *g, rv_step_layer_grads *retri
         if (!((dst) = (float *)dev_take(g->c, al, (count) * sizeof(float), "activations")))           \
             return -1;                                                                                 \
     } while (0)
+/* count elements of the frozen weights' type (f32 or bf16) */
+#define TAKE_W(dst, count)                                                                             \
+    do {                                                                                               \
+        if (!((dst) = dev_take(g->c, al, (count) * rv_wtype_size(g->wt), "activations")))             \
+            return -1;                                                                                 \
+    } while (0)
 /* count elements of the frozen weights' 16-bit type (only with bf16 storage) */
 #define TAKE16(dst, count)                                                                             \
     do {                                                                                               \
@@ -684,7 +704,7 @@ static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size
     dev_list *al = &g->acts;
     if (with_in)
         TAKE(la->x_in, n * d->D);
-    TAKE(la->u, n * d->D);
+    TAKE_W(la->u, n * d->D);
     TAKE(la->rstd1, n);
     for (int p = 0; p < RV_N_PROJ; p++)   /* xa in the adapter products' operand type (proj_forward) */
         if (!(la->xa[p] = dev_take(g->c, al, n * (size_t)(d->rank[p] > 0 ? d->rank[p] : 1) * rv_wtype_size(g->wt),
@@ -710,11 +730,11 @@ static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size
     }
     TAKE(la->o_in, n * d->QW);
     TAKE(la->x_mid, n * d->D);
-    TAKE(la->u2, n * d->D);
+    TAKE_W(la->u2, n * d->D);
     TAKE(la->rstd2, n);
     TAKE(la->gate, n * d->F);
     TAKE(la->up, n * d->F);
-    TAKE(la->hmid, n * d->F);
+    TAKE_W(la->hmid, n * d->F);
     return 0;
 }
 
@@ -867,6 +887,7 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     TAKE(g->dp_emb, (size_t)B * DR);
 #undef TAKE
 #undef TAKE16
+#undef TAKE_W
     for (int v = 0; v < 3; v++)
         if (!(g->ids[v] = (uint32_t *)dev_take(g->c, al, n * sizeof(uint32_t), "token ids")) ||
             !(g->len[v] = (int *)dev_take(g->c, al, (size_t)B * sizeof(int), "lengths")))
@@ -909,27 +930,35 @@ static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
  * frozen product and reused for the adapter's (under dropout overwritten,
  * once the frozen product has read it, by x * keep rounded to bf16), the
  * adapters' bf16 copies, and xa written as bf16 (see the top comment). */
-static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, void *xa, float *y, const ddrop *d)
+static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, void *xa, float *y,
+                        const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
-    if (d->wt == F32 ? rv_cuda_linear(c, y, F32, x, n, p->weight, (size_t)out, (size_t)in, F32, p->bias) != 0
-                     : rv_cuda_convert(c, d->xb, d->wt, x, F32, n * (size_t)in) != 0 ||
-                           rv_cuda_linear(c, y, F32, d->xb, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
+    const void *xw = x;   /* x in the weights' type */
+    if (xt != d->wt) {
+        if (rv_cuda_convert(c, d->xb, d->wt, x, xt, n * (size_t)in) != 0)
+            return -1;
+        xw = d->xb;
+    }
+    if (rv_cuda_linear(c, y, F32, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
         return -1;
     if (r <= 0)
         return 0;
     if (d->wt != F32) {
         const rv_wtype t = d->wt;
-        if (d->p > 0 && dropout_launch(c, 0, d->xb, t, x, n * (size_t)in, d) != 0)
-            return -1;
-        return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, d->xb, in, p->a16, in, t, 0.0f, xa, r, t) != 0 ||
+        if (d->p > 0) {
+            if (dropout_launch(c, 0, d->xb, t, x, xt, n * (size_t)in, d) != 0)
+                return -1;
+            xw = d->xb;
+        }
+        return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, xw, in, p->a16, in, t, 0.0f, xa, r, t) != 0 ||
                        rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, p->b16, r, t, 1.0f, y, out, F32) != 0
                    ? -1
                    : 0;
     }
-    const float *xl = x;   /* the adapter's input: x, or x * keep under dropout */
+    const void *xl = x;   /* the adapter's input: x, or x * keep under dropout */
     if (d->p > 0) {
-        if (dropout_launch(c, 0, d->xl, F32, x, n * (size_t)in, d) != 0)
+        if (dropout_launch(c, 0, d->xl, F32, x, F32, n * (size_t)in, d) != 0)
             return -1;
         xl = d->xl;
     }
@@ -948,8 +977,8 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const float *x, vo
  * (the same bf16 values the forward's xa was made from), xa as saved, and
  * gl = scale dy B written as bf16 into d->glb for dA and dx; dA, dB and dx
  * accumulate in f32 (beta = 1). */
-static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, const void *xa, const float *dy,
-                         float *dx, float *gl, const ddrop *d)
+static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, const void *xa,
+                         const float *dy, float *dx, float *gl, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
     if (d->wt == F32 ? rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dy, out, p->weight, in, F32, 1.0f, dx, in, F32) != 0
@@ -961,22 +990,27 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, c
         return 0;
     if (d->wt != F32) {
         const rv_wtype t = d->wt;
-        if ((d->p > 0 ? dropout_launch(c, 0, d->xb, t, x, n * (size_t)in, d)
-                      : rv_cuda_convert(c, d->xb, t, x, F32, n * (size_t)in)) != 0 ||
-            rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, d->yb, out, xa, r, t, 1.0f, p->gb, r, F32) != 0 ||
+        const void *xw = x;   /* the adapter's input in the weights' type */
+        if (d->p > 0 || xt != t) {
+            if ((d->p > 0 ? dropout_launch(c, 0, d->xb, t, x, xt, n * (size_t)in, d)
+                          : rv_cuda_convert(c, d->xb, t, x, xt, n * (size_t)in)) != 0)
+                return -1;
+            xw = d->xb;
+        }
+        if (rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, d->yb, out, xa, r, t, 1.0f, p->gb, r, F32) != 0 ||
             rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, d->yb, out, p->b16, r, t, 0.0f, d->glb, r, t) != 0 ||
-            rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, d->glb, r, d->xb, in, t, 1.0f, p->ga, in, F32) != 0)
+            rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, d->glb, r, xw, in, t, 1.0f, p->ga, in, F32) != 0)
             return -1;
         if (d->p > 0)
             return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, d->glb, r, p->a16, in, t, 0.0f, d->tl, in, F32) != 0 ||
-                           dropout_launch(c, 1, dx, F32, d->tl, n * (size_t)in, d) != 0
+                           dropout_launch(c, 1, dx, F32, d->tl, F32, n * (size_t)in, d) != 0
                        ? -1
                        : 0;
         return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, d->glb, r, p->a16, in, t, 1.0f, dx, in, F32);
     }
-    const float *xl = x;
+    const void *xl = x;
     if (d->p > 0) {
-        if (dropout_launch(c, 0, d->xl, F32, x, n * (size_t)in, d) != 0)
+        if (dropout_launch(c, 0, d->xl, F32, x, F32, n * (size_t)in, d) != 0)
             return -1;
         xl = d->xl;
     }
@@ -986,7 +1020,7 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const float *x, c
         return -1;
     if (d->p > 0)
         return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 0.0f, d->tl, in, F32) != 0 ||
-                       dropout_launch(c, 1, dx, F32, d->tl, n * (size_t)in, d) != 0
+                       dropout_launch(c, 1, dx, F32, d->tl, F32, n * (size_t)in, d) != 0
                    ? -1
                    : 0;
     return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 1.0f, dx, in, F32);
@@ -1010,13 +1044,14 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
 
 /* ---------------------------------------------------------------- forward */
 /* Projection `which` of layer la (weights P, dropout masks dr) on input x. */
-#define FWD(which, x, y) proj_forward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], y, &dr[RV_PROJ_##which])
+#define FWD(which, x, xt, y)                                                                                    \
+    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, &dr[RV_PROJ_##which])
 /* The backward of projection `which`; when this pass is the net's last
  * through the layer on the final micro-batch (fin), its adapter gradients
  * are now final and are reported to the gradient buckets at once. */
-#define BACK(which, x, dy, dxo)                                                                                  \
-    (proj_backward(c, &P[RV_PROJ_##which], n, x, la->xa[RV_PROJ_##which], dy, dxo, g->glora, &dr[RV_PROJ_##which]) \
-             != 0 ||                                                                                             \
+#define BACK(which, x, xt, dy, dxo)                                                                              \
+    (proj_backward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], dy, dxo, g->glora,               \
+                   &dr[RV_PROJ_##which]) != 0 ||                                                                 \
              (fin && proj_final(g, &P[RV_PROJ_##which]) != 0)                                                    \
          ? -1                                                                                                    \
          : 0)
@@ -1078,8 +1113,8 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
         dr[p] = drop_of(g, a, l, p);
 
     if ((!again && dcopy(c, la->x_in, x, n * D) != 0) ||
-        rv_cuda_rmsnorm(c, la->u, F32, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
-        FWD(Q, la->u, la->q) != 0 || FWD(K, la->u, la->k) != 0 || FWD(V, la->u, la->v) != 0 ||
+        rv_cuda_rmsnorm(c, la->u, g->wt, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
+        FWD(Q, la->u, g->wt, la->q) != 0 || FWD(K, la->u, g->wt, la->k) != 0 || FWD(V, la->u, g->wt, la->v) != 0 ||
         rv_cuda_rope(c, la->q, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
                      (size_t)net->rope_len, 1) != 0 ||
         rv_cuda_rope(c, la->k, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab,
@@ -1097,12 +1132,12 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
             return -1;
     }
     const size_t F = (size_t)m->ffn;
-    if (FWD(O, la->o_in, g->sd) != 0 ||
+    if (FWD(O, la->o_in, F32, g->sd) != 0 ||
         rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0 || dcopy(c, la->x_mid, x, n * D) != 0 ||
-        rv_cuda_rmsnorm(c, la->u2, F32, x, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
-        FWD(GATE, la->u2, la->gate) != 0 || FWD(UP, la->u2, la->up) != 0 ||
-        rv_cuda_swiglu(c, la->hmid, F32, la->gate, F32, la->up, F32, n * F) != 0 ||
-        FWD(DOWN, la->hmid, g->sd) != 0 ||
+        rv_cuda_rmsnorm(c, la->u2, g->wt, x, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
+        FWD(GATE, la->u2, g->wt, la->gate) != 0 || FWD(UP, la->u2, g->wt, la->up) != 0 ||
+        rv_cuda_swiglu(c, la->hmid, g->wt, la->gate, F32, la->up, F32, n * F) != 0 ||
+        FWD(DOWN, la->hmid, g->wt, g->sd) != 0 ||
         rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0)
         return -1;
     return 0;
@@ -1146,14 +1181,14 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
         dzero(c, g->du, n * D * 4) != 0 || dzero(c, g->do_in, n * QW * 4) != 0 || dzero(c, g->dq, n * QW * 4) != 0)
         return -1;
     /* MLP: x_out = x_mid + down(silu(gate(u2)) * up(u2)), u2 = norm(x_mid) */
-    if (BACK(DOWN, la->hmid, dx, g->dhf) != 0 ||
+    if (BACK(DOWN, la->hmid, g->wt, dx, g->dhf) != 0 ||
         rv_cuda_swiglu_backward(c, la->gate, la->up, F32, g->dhf, g->dgate, g->dup, F32, n * F) != 0 ||
-        BACK(GATE, la->u2, g->dgate, g->du) != 0 ||
-        BACK(UP, la->u2, g->dup, g->du) != 0 ||
+        BACK(GATE, la->u2, g->wt, g->dgate, g->du) != 0 ||
+        BACK(UP, la->u2, g->wt, g->dup, g->du) != 0 ||
         rv_cuda_rmsnorm_backward(c, la->x_mid, F32, w->post_norm, F32, la->rstd2, g->du, dx, F32, NULL, n, D) != 0)
         return -1;
     /* attention: x_mid = x_in + o_proj(S_self + C) */
-    if (BACK(O, la->o_in, dx, g->do_in) != 0)
+    if (BACK(O, la->o_in, F32, dx, g->do_in) != 0)
         return -1;
     /* the attention output and its gradient in the operands' type */
     const void *att_out = la->attn, *att_dout = g->do_in;
@@ -1178,7 +1213,8 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
         rv_cuda_rope(c, dk, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
                      (size_t)net->rope_len, -1) != 0 ||
         dzero(c, g->du, n * D * 4) != 0 ||
-        BACK(Q, la->u, g->dq, g->du) != 0 || BACK(K, la->u, dk, g->du) != 0 || BACK(V, la->u, dv, g->du) != 0 ||
+        BACK(Q, la->u, g->wt, g->dq, g->du) != 0 || BACK(K, la->u, g->wt, dk, g->du) != 0 ||
+        BACK(V, la->u, g->wt, dv, g->du) != 0 ||
         rv_cuda_rmsnorm_backward(c, la->x_in, F32, w->input_norm, F32, la->rstd1, g->du, dx, F32, NULL, n, D) != 0)
         return -1;
     return 0;
