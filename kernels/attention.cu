@@ -4,7 +4,11 @@
  * with key lengths and saved log-sum-exp, as rv_causal_attn_forward).
  * One block per (query tile of 16 rows, head, sequence); keys stream
  * through shared memory 32 at a time with an online softmax, so no score
- * matrix is stored. Tile shapes and loaders: attn_tiles.cuh. */
+ * matrix is stored. Tile shapes and loaders: attn_tiles.cuh.
+ * bf16 q/k/v with head_dim a multiple of 16 up to 128 go to the tensor-core
+ * kernel of attention_tc.cu instead (launch_causal); these fp32 CUDA-core
+ * kernels serve every other case, unchanged. */
+#include "attention_tc.h"   /* rv_attn_tc_usable, rv_attn_tc_forward */
 #include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_smem_ready */
 
 #include <math.h>
@@ -111,6 +115,9 @@ static int launch_causal(rv_cuda *c, void *out, rv_wtype out_t, size_t out_strid
 {
     if (!rv_wtype_valid(qkv_t) || !rv_wtype_valid(out_t))
         return rv_error_set("cuda attention: unknown storage type");
+    if (rv_attn_tc_usable(qkv_t, hd))
+        return rv_attn_tc_forward(c, out, out_t, out_stride, q, q_stride, k, v, kv_stride, seq_off, lengths, seq_len,
+                                  n_seqs, max_rows, n_heads, n_kv_heads, hd, lse);
     size_t smem = causal_smem_bytes((int)hd);
     if (att_smem_ready(c, causal_attn_kernel, smem, "causal_attn_kernel") != 0)
         return -1;
@@ -134,6 +141,7 @@ extern "C" int rv_cuda_attention_causal(rv_cuda *c, void *out, rv_wtype out_t, s
                                         rv_wtype qkv_t, size_t n_seqs, const int *seq_off, size_t max_len,
                                         size_t n_heads, size_t n_kv_heads, size_t head_dim)
 {
+    RV_PROFILE(c, "causal_attention");
     if (check_heads(n_heads, n_kv_heads, head_dim, "attention") != 0)
         return -1;
     if (n_heads * head_dim > q_stride || n_heads * head_dim > out_stride || n_kv_heads * head_dim > kv_stride)
@@ -151,6 +159,7 @@ extern "C" int rv_cuda_causal_attn_forward(rv_cuda *c, const rv_attn_shape *s, c
                                            const void *k, const void *v, rv_wtype qkv_t, void *out, rv_wtype out_t,
                                            float *lse)
 {
+    RV_PROFILE(c, "causal_attention");
     if (s->batch <= 0 || s->seq_len <= 0 || s->n_heads <= 0 || s->n_kv_heads <= 0 || s->head_dim <= 0)
         return rv_error_set("cuda causal_attn: expected positive batch, seq_len, heads, kv heads and head_dim, "
                             "found %d, %d, %d, %d, %d", s->batch, s->seq_len, s->n_heads, s->n_kv_heads, s->head_dim);

@@ -13,7 +13,11 @@
  *   causal_bwd_dkv_kernel  block = (16-key tile, kv head, sequence), loops over the
  *                          query heads of the group and the 32-row query tiles at or
  *                          after the first key; owns its dk/dv rows
- * Tile shapes and loaders: attn_tiles.cuh (fp32 CUDA-core code, head_dim <= 128). */
+ * Tile shapes and loaders: attn_tiles.cuh (fp32 CUDA-core code, head_dim <= 128).
+ * bf16 q/k/v with head_dim a multiple of 16 up to 128: D comes from
+ * causal_bwd_D_kernel, dq/dk/dv from the tensor-core kernels of
+ * attention_tc.cu; every other case runs the fp32 kernels here, unchanged. */
+#include "attention_tc.h"   /* rv_attn_tc_usable, rv_attn_tc_backward */
 #include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_rows_*, att_smem_ready */
 
 #include <math.h>
@@ -198,6 +202,7 @@ extern "C" int rv_cuda_causal_attn_backward(rv_cuda *c, const rv_attn_shape *s, 
                                             const void *dout, rv_wtype qkv_t, void *dq, void *dk, void *dv,
                                             rv_wtype grad_t)
 {
+    RV_PROFILE(c, "causal_attention_backward");
     if (s->batch <= 0 || s->seq_len <= 0 || s->n_heads <= 0 || s->n_kv_heads <= 0 || s->head_dim <= 0)
         return rv_error_set("cuda causal_attn_backward: expected positive batch, seq_len, heads, kv heads and "
                             "head_dim, found %d, %d, %d, %d, %d", s->batch, s->seq_len, s->n_heads, s->n_kv_heads,
@@ -226,6 +231,8 @@ extern "C" int rv_cuda_causal_attn_backward(rv_cuda *c, const rv_attn_shape *s, 
     RV_LAUNCH(causal_bwd_D_kernel, (unsigned)((n_rows + D_WARPS - 1) / D_WARPS), D_WARPS * 32, 0, c->stream, dm, out,
               dout, (int)qkv_t, Dbuf);
     RV_LAUNCH_CHECK("causal_bwd_D_kernel");
+    if (rv_attn_tc_usable(qkv_t, (size_t)dm.hd))
+        return rv_attn_tc_backward(c, s, lengths, q, k, v, dout, lse, Dbuf, dq, dk, dv, grad_t);
     if (dq) {
         size_t smem = sizeof(float) * (2 * (size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1));
         if (att_smem_ready(c, causal_bwd_dq_kernel, smem, "causal_bwd_dq_kernel") != 0)

@@ -10,8 +10,9 @@
  * lane j scores key j of the tile (a head_dim dot product from shared
  * memory), softmax statistics are warp reductions, and each lane
  * accumulates head_dim/32 output dimensions (so head_dim <= 128). fp32
- * throughout; flash-style tensor-core variants belong in kernels/dev/ until
- * they beat these. */
+ * throughout: these run for f32 operands (and bf16 ones whose head_dim is
+ * not a multiple of 16); bf16 operands otherwise run the tensor-core
+ * kernels of attention_tc.cu and inbatch_attn_tc.cu. */
 #ifndef RV_ATTN_TILES_CUH
 #define RV_ATTN_TILES_CUH
 

@@ -19,8 +19,14 @@
  * pair, head, row): P = exp(s - lse), G = dout, gb = G.b, f = W/den, dn =
  * -W gb/den^2 (V-norm) else 0, dA_s = f G.V_s + dn ||V_s||, D = sum_s P dA_s
  * = f gb + dn n, dS = P (dA - D) / sqrt(d); dq += dS K, dk += dS^T Q,
- * dv += (P f)^T G + (P^T dn) V / ||V||, dw += gb / den. */
+ * dv += (P f)^T G + (P^T dn) V / ||V||, dw += gb / den.
+ *
+ * Dispatch: with q, k, v (and dout) in bf16 and head_dim a multiple of 16
+ * up to 128, the forward and the backward's dq and dk/dv kernels are the
+ * tensor-core ones of inbatch_attn_tc.cu (same statistics and scratch; dw
+ * stays inbatch_dw_kernel). Every other call runs the fp32 kernels below. */
 #include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_smem_ready, att_rows_dot_key, att_rows_accumulate */
+#include "inbatch_attn_tc.h"   /* ibtc_applies, ibtc_forward, ibtc_backward */
 
 #include <math.h>
 
@@ -397,13 +403,24 @@ static int inbatch_setup(const rv_inbatch_cfg *cfg, rv_wtype a, rv_wtype b, inba
     return 0;
 }
 
+static ibtc_shape inbatch_tc_shape(const inbatch_dims *dm)
+{
+    ibtc_shape s = {dm->B, dm->L, dm->H, dm->Hkv, dm->hd, dm->rep, dm->scale, dm->eps, dm->v_norm, dm->skip_zero};
+    return s;
+}
+
 extern "C" int rv_cuda_inbatch_attn_forward(rv_cuda *c, const rv_inbatch_cfg *cfg, const int *lengths,
                                             const float *w, const void *q, const void *k, const void *v,
                                             rv_wtype qkv_t, void *out, rv_wtype out_t, float *lse, float *denom)
 {
+    RV_PROFILE(c, "inbatch_attention");
     inbatch_dims dm;
     if (inbatch_setup(cfg, qkv_t, out_t, &dm, "inbatch_attn_forward") != 0)
         return -1;
+    if (ibtc_applies(qkv_t, dm.hd)) {
+        ibtc_shape ts = inbatch_tc_shape(&dm);
+        return ibtc_forward(c, &ts, lengths, w, q, k, v, out, out_t, lse, denom);
+    }
     size_t smem = sizeof(float) * ((size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1) + ATT_KT);
     if (att_smem_ready(c, inbatch_fwd_kernel, smem, "inbatch_fwd_kernel") != 0)
         return -1;
@@ -419,6 +436,7 @@ extern "C" int rv_cuda_inbatch_attn_backward(rv_cuda *c, const rv_inbatch_cfg *c
                                              rv_wtype qkv_t, const float *lse, const float *denom, const void *dout,
                                              void *dq, void *dk, void *dv, rv_wtype grad_t, float *dw)
 {
+    RV_PROFILE(c, "inbatch_attention_backward");
     inbatch_dims dm;
     if (inbatch_setup(cfg, qkv_t, grad_t, &dm, "inbatch_attn_backward") != 0)
         return -1;
@@ -430,23 +448,29 @@ extern "C" int rv_cuda_inbatch_attn_backward(rv_cuda *c, const rv_inbatch_cfg *c
         return -1;
     float *Dbuf = scratch, *dnbuf = Dbuf + n_stats, *gbuf = dnbuf + n_stats;
 
-    size_t smem_dq = sizeof(float) * (2 * (size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1) + ATT_KT);
-    if (att_smem_ready(c, inbatch_bwd_dq_kernel, smem_dq, "inbatch_bwd_dq_kernel") != 0)
-        return -1;
-    dim3 grid_dq((unsigned)((dm.L + ATT_QT - 1) / ATT_QT), (unsigned)dm.H, (unsigned)dm.B);
-    RV_LAUNCH(inbatch_bwd_dq_kernel, grid_dq, ATT_THREADS, smem_dq, c->stream, dm, w, lengths, q, k, v, dout,
-              (int)qkv_t, lse, denom, dq, (int)grad_t, Dbuf, dnbuf, gbuf);
-    RV_LAUNCH_CHECK("inbatch_bwd_dq_kernel");
-
-    if (dk || dv) {
-        size_t smem_kv = sizeof(float) * (2 * (size_t)DKV_KEYS * dm.hd + DKV_KEYS + 2 * (size_t)DKV_QT * (dm.hd + 1) +
-                                          4 * DKV_QT);
-        if (att_smem_ready(c, inbatch_bwd_dkv_kernel, smem_kv, "inbatch_bwd_dkv_kernel") != 0)
+    if (ibtc_applies(qkv_t, dm.hd)) {
+        ibtc_shape ts = inbatch_tc_shape(&dm);
+        if (ibtc_backward(c, &ts, lengths, w, q, k, v, lse, denom, dout, dq, dk, dv, grad_t, Dbuf, dnbuf, gbuf) != 0)
             return -1;
-        dim3 grid_kv((unsigned)((dm.L + DKV_KEYS - 1) / DKV_KEYS), (unsigned)dm.Hkv, (unsigned)dm.B);
-        RV_LAUNCH(inbatch_bwd_dkv_kernel, grid_kv, ATT_THREADS, smem_kv, c->stream, dm, w, lengths, q, k, v, dout,
-                  (int)qkv_t, lse, denom, Dbuf, dnbuf, dk, dv, (int)grad_t);
-        RV_LAUNCH_CHECK("inbatch_bwd_dkv_kernel");
+    } else {
+        size_t smem_dq = sizeof(float) * (2 * (size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1) + ATT_KT);
+        if (att_smem_ready(c, inbatch_bwd_dq_kernel, smem_dq, "inbatch_bwd_dq_kernel") != 0)
+            return -1;
+        dim3 grid_dq((unsigned)((dm.L + ATT_QT - 1) / ATT_QT), (unsigned)dm.H, (unsigned)dm.B);
+        RV_LAUNCH(inbatch_bwd_dq_kernel, grid_dq, ATT_THREADS, smem_dq, c->stream, dm, w, lengths, q, k, v, dout,
+                  (int)qkv_t, lse, denom, dq, (int)grad_t, Dbuf, dnbuf, gbuf);
+        RV_LAUNCH_CHECK("inbatch_bwd_dq_kernel");
+
+        if (dk || dv) {
+            size_t smem_kv = sizeof(float) * (2 * (size_t)DKV_KEYS * dm.hd + DKV_KEYS +
+                                              2 * (size_t)DKV_QT * (dm.hd + 1) + 4 * DKV_QT);
+            if (att_smem_ready(c, inbatch_bwd_dkv_kernel, smem_kv, "inbatch_bwd_dkv_kernel") != 0)
+                return -1;
+            dim3 grid_kv((unsigned)((dm.L + DKV_KEYS - 1) / DKV_KEYS), (unsigned)dm.Hkv, (unsigned)dm.B);
+            RV_LAUNCH(inbatch_bwd_dkv_kernel, grid_kv, ATT_THREADS, smem_kv, c->stream, dm, w, lengths, q, k, v, dout,
+                      (int)qkv_t, lse, denom, Dbuf, dnbuf, dk, dv, (int)grad_t);
+            RV_LAUNCH_CHECK("inbatch_bwd_dkv_kernel");
+        }
     }
     if (dw) {
         RV_LAUNCH(inbatch_dw_kernel, (unsigned)(dm.B * dm.B), 256, 32 * sizeof(float), c->stream, w, gbuf, dw, dm.H,

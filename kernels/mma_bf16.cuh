@@ -158,4 +158,83 @@ __device__ __forceinline__ void rv_frag_a_from_acc(uint32_t a[4], const float lo
     a[3] = rv_pack_bf16x2(hi[2], hi[3]);
 }
 
+/* ---------------------------------------------------------------- ldmatrix loaders
+ * The same fragments with ldmatrix on the GPU: one instruction loads four
+ * 8x8 bf16 matrices (an A fragment, or the B fragments of two adjacent
+ * 8-column tiles) where the rv_frag_* loaders issue four to eight 32-bit
+ * loads, and .trans serves the row-major B tiles that rv_frag_b_rows
+ * assembles from 16-bit loads. Lane l gives the address of row l & 15
+ * (l < 16: the first 8 columns, else the next 8) or, for rv_ldm_b_cols2,
+ * of column-major row (l & 7) + 8 (l >> 4) at k offset 8 ((l >> 3) & 1).
+ * Every row address must be 16-byte aligned (tile base, pitch and column
+ * offsets multiples of 8 bf16, in shared memory). The emulator has no
+ * ldmatrix and runs the rv_frag_* loaders, whose layout these reproduce;
+ * rv_cuda_mma_probe compares the two on a device. -DRV_LDMATRIX=0 makes a
+ * GPU build use rv_frag_* too. */
+#ifndef RV_LDMATRIX
+#define RV_LDMATRIX 1
+#endif
+#if defined(RV_CUDA_EMULATE) || !RV_LDMATRIX
+#define RV_USE_LDMATRIX 0
+#else
+#define RV_USE_LDMATRIX 1
+#endif
+
+/* rv_frag_a: A(row, k) = s[row*ld + k]. */
+__device__ __forceinline__ void rv_ldm_a(uint32_t a[4], const uint16_t *s, int ld, int lane)
+{
+#if RV_USE_LDMATRIX
+    const uint32_t p = (uint32_t)__cvta_generic_to_shared(s + (lane & 15) * ld + (lane >> 4) * 8);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(p));
+#else
+    rv_frag_a(a, s, ld, lane);
+#endif
+}
+
+/* rv_frag_b_cols for columns 0..7 (b0) and 8..15 (b1): B(k, col) = s[col*ld + k]. */
+__device__ __forceinline__ void rv_ldm_b_cols2(uint32_t b0[2], uint32_t b1[2], const uint16_t *s, int ld, int lane)
+{
+#if RV_USE_LDMATRIX
+    const uint32_t p =
+        (uint32_t)__cvta_generic_to_shared(s + ((lane & 7) + ((lane >> 4) << 3)) * ld + ((lane >> 3) & 1) * 8);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
+                 : "r"(p));
+#else
+    rv_frag_b_cols(b0, s, ld, lane);
+    rv_frag_b_cols(b1, s + 8 * ld, ld, lane);
+#endif
+}
+
+/* rv_frag_b_rows for columns 0..7 (b0) and 8..15 (b1): B(k, col) = s[k*ld + col]. */
+__device__ __forceinline__ void rv_ldm_b_rows2(uint32_t b0[2], uint32_t b1[2], const uint16_t *s, int ld, int lane)
+{
+#if RV_USE_LDMATRIX
+    const uint32_t p = (uint32_t)__cvta_generic_to_shared(s + (lane & 15) * ld + (lane >> 4) * 8);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
+                 : "r"(p));
+#else
+    rv_frag_b_rows(b0, s, ld, lane);
+    rv_frag_b_rows(b1, s + 8, ld, lane);
+#endif
+}
+
+/* ---------------------------------------------------------------- row reductions
+ * An accumulator row lives in the 4 lanes of a quad (lane / 4 = row % 8):
+ * its max and sum over those lanes, left in all four. */
+__device__ __forceinline__ float rv_quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+__device__ __forceinline__ float rv_quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
 #endif

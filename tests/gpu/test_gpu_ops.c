@@ -227,41 +227,42 @@ static double tol_for(rv_wtype t) { return t == RV_WT_F32 ? TOL_F32 : TOL_BF16; 
 static const char *tn(rv_wtype t) { return rv_wtype_name(t); }
 
 /* ---------------------------------------------------------------- tensor-core product */
-/* kernels/mma_bf16.cuh: the four fragment-loader pairings and the
- * accumulator-to-A handover against a naive
- * product in double of the same bf16-rounded values (the products are exact
- * in fp32; only the fp32 summation differs). A wrong fragment layout puts
- * elements in the wrong place: rel ~1. Several draws, incl. integer values
- * (exact everywhere), which make any misplacement visible. */
+/* kernels/mma_bf16.cuh: every fragment loader (the rv_frag_* pairings, A
+ * from two accumulators, the ldmatrix ones) against a naive product in
+ * double of the same bf16-rounded values (the products are exact in fp32;
+ * only the fp32 summation differs). A wrong fragment layout puts elements
+ * in the wrong place: rel ~1. Several draws, incl. small integers (exact
+ * everywhere), which make any misplacement visible. On the emulator the
+ * ldmatrix rows run the rv_frag_* loaders; only a device checks them. */
 static void test_mma(void)
 {
     for (int draw = 0; draw < 3; draw++) {
-        float *a = rnd_alloc(16 * 16, 1.0f), *b = rnd_alloc(16 * 8, 1.0f);
+        float *a = rnd_alloc(256, 1.0f), *b = rnd_alloc(256, 1.0f);
         if (draw == 2)
             for (int i = 0; i < 256; i++) {
                 a[i] = (float)rnd_int(-8, 8);
-                if (i < 128)
-                    b[i] = (float)rnd_int(-8, 8);
+                b[i] = (float)rnd_int(-8, 8);
             }
         round_to(a, 256, RV_WT_BF16);
-        round_to(b, 128, RV_WT_BF16);
-        float ref[128];
+        round_to(b, 256, RV_WT_BF16);
+        float ref[256];
         for (int r = 0; r < 16; r++)
-            for (int n = 0; n < 8; n++) {
-                double s = 0;
+            for (int n = 0; n < 16; n++) {
+                double acc = 0;
                 for (int k = 0; k < 16; k++)
-                    s += (double)a[r * 16 + k] * b[k * 8 + n];
-                ref[r * 8 + n] = (float)s;
+                    acc += (double)a[r * 16 + k] * b[k * 16 + n];
+                ref[r * 16 + n] = (float)acc;
             }
-        float *da = dev_upload(a, 256, RV_WT_F32), *db = dev_upload(b, 128, RV_WT_F32);
-        float *dd = dev_poisoned(5 * 128, RV_WT_F32);
+        float *da = dev_upload(a, 256, RV_WT_F32), *db = dev_upload(b, 256, RV_WT_F32);
+        float *dd = dev_poisoned(7 * 256, RV_WT_F32);
         if (rv_cuda_mma_probe(ctx, da, db, dd) != 0)
             die_lib("mma_probe");
-        float *out = dev_download(dd, 5 * 128, RV_WT_F32);
-        static const char *names[5] = {"a.b_cols", "a_t.b_cols", "a.b_rows", "a_t.b_rows", "acc.b_cols"};
-        for (int v = 0; v < 5; v++) {
+        float *out = dev_download(dd, 7 * 256, RV_WT_F32);
+        static const char *names[7] = {"a.b_cols",  "a_t.b_cols",    "a.b_rows",   "a_t.b_rows",
+                                       "acc.b_cols", "ldm_a.ldm_b_cols2", "ldm_a.ldm_b_rows2"};
+        for (int v = 0; v < 7; v++) {
             verdict vd = {0};
-            compare(&vd, names[v], out + v * 128, ref, 128, TOL_F32);
+            compare(&vd, names[v], out + v * 256, ref, 256, TOL_F32);
             report(&vd, "mma_bf16/%s/draw%d", names[v], draw);
         }
         free(a);
@@ -694,7 +695,8 @@ static void test_gemm(void)
 }
 
 /* ---------------------------------------------------------------- causal attention */
-static void test_attention_packed_case(int n_seqs, const int *lens, int H, int Hkv, int hd, int q_extra, rv_wtype t)
+static void test_attention_packed_case(int n_seqs, const int *lens, int H, int Hkv, int hd, int q_extra, int kv_extra,
+                                       rv_wtype t)
 {
     size_t *off = xmalloc(((size_t)n_seqs + 1) * sizeof *off);
     int *ioff = xmalloc(((size_t)n_seqs + 1) * sizeof *ioff), max_len = 0;
@@ -705,7 +707,8 @@ static void test_attention_packed_case(int n_seqs, const int *lens, int H, int H
         ioff[s + 1] = (int)off[s + 1];
         max_len = lens[s] > max_len ? lens[s] : max_len;
     }
-    size_t T = off[n_seqs], qs = (size_t)H * hd + (size_t)q_extra, ks = (size_t)Hkv * hd, os = (size_t)H * hd;
+    size_t T = off[n_seqs], qs = (size_t)H * hd + (size_t)q_extra, ks = (size_t)Hkv * hd + (size_t)kv_extra,
+           os = (size_t)H * hd;
     float *q = rnd_alloc(T * qs, 1.5f), *k = rnd_alloc(T * ks, 1.5f), *v = rnd_alloc(T * ks, 1.0f);
     round_to(q, T * qs, t);
     round_to(k, T * ks, t);
@@ -721,8 +724,8 @@ static void test_attention_packed_case(int n_seqs, const int *lens, int H, int H
     float *got = dev_download(dout, T * os, t);
     verdict v_ = {0};
     compare(&v_, "out", got, ref, T * os, tol_for(t));
-    report(&v_, "attention_causal packed %s seqs=%d max_len=%d H=%d Hkv=%d hd=%d q_stride=%zu", tn(t), n_seqs,
-           max_len, H, Hkv, hd, qs);
+    report(&v_, "attention_causal packed %s seqs=%d max_len=%d H=%d Hkv=%d hd=%d q_stride=%zu kv_stride=%zu", tn(t),
+           n_seqs, max_len, H, Hkv, hd, qs, ks);
     free(off), free(ioff), free(q), free(k), free(v), free(ref), free(got);
     rv_cuda_free(ctx, dq), rv_cuda_free(ctx, dk), rv_cuda_free(ctx, dv), rv_cuda_free(ctx, doff),
         rv_cuda_free(ctx, dout);
@@ -758,18 +761,40 @@ static void test_attention_padded_case(int B, int L, int H, int Hkv, int hd, rv_
         rv_cuda_free(ctx, dout), rv_cuda_free(ctx, dlse);
 }
 
+/* bf16 q/k/v with head_dim a multiple of 16 (<= 128) run the tensor-core
+ * kernels (attention_tc.cu): every head_dim they are built for (16 to 128
+ * in steps of 16), odd lengths (1, 5, 17, 37, 157: partial 64-row tiles and
+ * a diagonal inside a tile), key lengths below L, GQA ratios 1, 2, 4,
+ * strided rows (fused qkv; an odd stride takes the element-wise tile
+ * loads); test_train_backward has their backward. head_dim 8 in bf16 stays
+ * on the fp32 kernels. */
 static void test_attention(void)
 {
     static const int l1[] = {1, 17, 40}, l2[] = {5}, l3[] = {157, 33, 160, 1, 97}, l4[] = {64, 200};
-    test_attention_packed_case(3, l1, 4, 2, 16, 0, RV_WT_F32);
-    test_attention_packed_case(1, l2, 2, 1, 128, 0, RV_WT_BF16);
+    static const int l5[] = {1, 5, 17, 37}, l6[] = {157, 33}, l7[] = {70, 1, 129}, l8[] = {37, 5}, l9[] = {65, 17};
+    test_attention_packed_case(3, l1, 4, 2, 16, 0, 0, RV_WT_F32);
+    test_attention_packed_case(1, l2, 2, 1, 128, 0, 0, RV_WT_BF16);
     test_attention_padded_case(3, 37, 4, 1, 32, RV_WT_F32);
+    test_attention_packed_case(4, l5, 4, 1, 16, 2 * 1 * 16, 2 * 1 * 16, RV_WT_BF16);   /* fused-qkv-like strides */
+    test_attention_packed_case(2, l6, 4, 2, 32, 0, 0, RV_WT_BF16);
+    test_attention_packed_case(3, l7, 2, 2, 64, 3, 5, RV_WT_BF16);   /* odd strides: element-wise loads */
+    test_attention_packed_case(2, l8, 2, 1, 96, 0, 0, RV_WT_BF16);
+    test_attention_packed_case(2, l9, 2, 2, 128, 0, 0, RV_WT_BF16);
+    for (int hd = 48; hd <= 112; hd += 32)   /* the other head_dims compiled: 48, 80, 112 */
+        test_attention_packed_case(2, l8, 2, 1, hd, 0, 0, RV_WT_BF16);
+    test_attention_packed_case(2, l8, 2, 1, 8, 0, 0, RV_WT_BF16);   /* head_dim 8: the fp32 kernel */
+    test_attention_padded_case(3, 37, 4, 1, 32, RV_WT_BF16);
+    test_attention_padded_case(2, 70, 4, 2, 64, RV_WT_BF16);
     if (!quick) {
-        test_attention_packed_case(5, l3, 32, 8, 64, 0, RV_WT_BF16);
-        test_attention_packed_case(5, l3, 14, 2, 64, 2 * 2 * 64, RV_WT_F32);   /* Qwen2.5-0.5B heads, fused qkv row */
-        test_attention_packed_case(2, l4, 8, 8, 128, 0, RV_WT_F32);
+        test_attention_packed_case(5, l3, 32, 8, 64, 0, 0, RV_WT_BF16);
+        test_attention_packed_case(5, l3, 14, 2, 64, 2 * 2 * 64, 0, RV_WT_F32);   /* Qwen2.5-0.5B heads, fused qkv row */
+        test_attention_packed_case(5, l3, 14, 2, 64, 2 * 2 * 64, 0, RV_WT_BF16);
+        test_attention_packed_case(2, l4, 8, 8, 128, 0, 0, RV_WT_F32);
+        test_attention_packed_case(2, l4, 8, 8, 128, 0, 0, RV_WT_BF16);
         test_attention_padded_case(8, 160, 32, 8, 64, RV_WT_BF16);
         test_attention_padded_case(4, 77, 6, 3, 96, RV_WT_F32);
+        test_attention_padded_case(4, 77, 6, 3, 96, RV_WT_BF16);
+        test_attention_padded_case(4, 513, 8, 2, 128, RV_WT_BF16);
     }
 }
 
@@ -879,6 +904,15 @@ static void test_inbatch(void)
         {3, 5, 2, 2, 8, 0, 0, 1, RV_WT_F32},
         {2, 40, 1, 1, 32, 1, 1, 0, RV_WT_F32},
         {2, 6, 2, 1, 128, 1, 0, 0, RV_WT_BF16},
+        /* bf16 with head_dim a multiple of 16 runs the tensor-core kernels (inbatch_attn_tc.cu):
+         * partial query/key tiles, GQA 1/2/4, V-norm on and off, zero pairs skipped and computed */
+        {3, 7, 2, 1, 16, 1, 1, 1, RV_WT_BF16},
+        {3, 19, 4, 1, 32, 0, 0, 1, RV_WT_BF16},
+        {4, 40, 2, 2, 64, 1, 0, 0, RV_WT_BF16},
+        {2, 157, 2, 1, 64, 1, 1, 0, RV_WT_BF16},   /* several 64-row query and key tiles */
+        {5, 23, 2, 1, 96, 1, 1, 1, RV_WT_BF16},
+        {2, 70, 2, 2, 128, 0, 1, 0, RV_WT_BF16},
+        {3, 9, 2, 2, 8, 1, 1, 1, RV_WT_BF16},      /* head_dim 8: the fp32 kernels on bf16 inputs */
     };
     static const ib_case large[] = {
         {4, 19, 4, 2, 16, 1, 1, 1, RV_WT_F32},
@@ -1088,7 +1122,16 @@ static void test_train_backward(void)
     test_causal_bwd_case(3, 37, 4, 1, 32, RV_WT_F32, RV_WT_F32);
     test_causal_bwd_case(2, 21, 2, 2, 16, RV_WT_F32, RV_WT_F32);
     test_causal_bwd_case(2, 19, 3, 1, 128, RV_WT_BF16, RV_WT_F32);
-    test_causal_bwd_case(3, 40, 4, 2, 8, RV_WT_BF16, RV_WT_BF16);
+    test_causal_bwd_case(3, 40, 4, 2, 8, RV_WT_BF16, RV_WT_BF16);   /* head_dim 8: the fp32 kernels */
+    /* bf16 with head_dim a multiple of 16: the tensor-core kernels (see test_attention) */
+    test_causal_bwd_case(3, 37, 4, 1, 16, RV_WT_BF16, RV_WT_BF16);
+    test_causal_bwd_case(2, 5, 4, 2, 32, RV_WT_BF16, RV_WT_F32);
+    test_causal_bwd_case(2, 70, 2, 2, 64, RV_WT_BF16, RV_WT_F32);
+    test_causal_bwd_case(2, 17, 2, 1, 96, RV_WT_BF16, RV_WT_BF16);
+    test_causal_bwd_case(2, 157, 2, 1, 32, RV_WT_BF16, RV_WT_F32);
+    test_causal_bwd_case(2, 70, 2, 1, 128, RV_WT_BF16, RV_WT_F32);
+    for (int hd = 48; hd <= 112; hd += 32)
+        test_causal_bwd_case(2, 17, 2, 1, hd, RV_WT_BF16, RV_WT_F32);
     if (!quick) {
         test_rmsnorm_bwd_case(2560, 2048, RV_WT_BF16, RV_WT_BF16, RV_WT_F32);
         test_rmsnorm_bwd_case(333, 896, RV_WT_F32, RV_WT_F32, RV_WT_F32);
@@ -1097,7 +1140,10 @@ static void test_train_backward(void)
         test_causal_bwd_case(8, 160, 32, 8, 64, RV_WT_BF16, RV_WT_F32);    /* LLaMA-3.2-1B heads */
         test_causal_bwd_case(4, 157, 14, 2, 64, RV_WT_F32, RV_WT_F32);     /* Qwen2.5-0.5B heads, odd length */
         test_causal_bwd_case(4, 77, 6, 3, 96, RV_WT_F32, RV_WT_F32);
+        test_causal_bwd_case(4, 77, 6, 3, 96, RV_WT_BF16, RV_WT_F32);
+        test_causal_bwd_case(4, 157, 14, 2, 64, RV_WT_BF16, RV_WT_BF16);
         test_causal_bwd_case(2, 200, 8, 8, 128, RV_WT_BF16, RV_WT_BF16);
+        test_causal_bwd_case(2, 513, 8, 2, 128, RV_WT_BF16, RV_WT_F32);
     }
 }
 
