@@ -42,7 +42,9 @@
 #   TRB_B (16), TRB_LEN (160), TRB_R (256), TRB_STEPS (5 timed) TRB_WARM (2),
 #   TRB_PEER_STEPS (4 timed after 1 warm-up), TRB_DEVICE (cuda: where the model is made and the
 #   peer runs; cpu for dry runs), TRB_F32 (1: also ours with --gpu-dtype f32 if time remains),
-#   TRB_MEM (1), TRB_MEM_B ("16 64"), TRB_FIGURES (file), GPU_PEAK_TFLOPS (override the card's peak).
+#   TRB_MEM (1), TRB_MEM_B ("16 64"), TRB_PROFILE (1: ours bf16 again with --gpu-profile if time
+#   remains, the top operations as INFO lines), TRB_FIGURES (file), GPU_PEAK_TFLOPS (override the
+#   card's peak).
 # Dry run on a machine without a GPU (the emulated backend, a tiny model, the peer on the CPU):
 #   RV_CUDA_LIB=build/gpu-emu/librevela-cuda.so PYTHON=/tmp/rvref/bin/python TRB_DEVICE=cpu \
 #   TRB_LAYERS=2 TRB_HIDDEN=64 TRB_FF=128 TRB_HEADS=4 TRB_KV=2 TRB_VOCAB=256 TRB_B=4 TRB_LEN=16 \
@@ -170,14 +172,15 @@ echo "INFO $S: RANDOM weights, Llama-3.2-1B architecture: $TRB_LAYERS layers, hi
 # end-of-run checkpoint write, several GB at r = 256, is not part of the step);
 # sets OURS_MS, OURS_MEM (MiB), OURS_ACT (MiB of device activations, log.jsonl), OURS_DEV
 ours() {
-    local dt=$1 out=$W/ours-$1 lim rc n pid
+    local dt=$1 out=$W/ours-$1${OURS_TAG:+-$OURS_TAG} lim rc n pid
     lim=$(limit 75)
     OURS_MS='' OURS_MEM='' OURS_ACT='' OURS_WHY=''
     if [ "$lim" -lt 15 ]; then OURS_WHY="not run: the time budget is spent"; return 1; fi
     watch_start "$W/mem-ours-$dt.txt"
     timeout --kill-after=5 "$lim" "$TRAIN" --model "$W/model" --from-jsonl "$W/groups.jsonl" --out "$out" \
         --lora-rank "$TRB_R" --lora-alpha $((2 * TRB_R)) --lora-dropout 0 --grad-accum 1 --max-steps "$TOTAL" \
-        --max-len "$TRB_LEN" --tau 0.05 --save-every 0 --device cuda --gpu-dtype "$dt" >"$out.out" 2>"$out.err" &
+        --max-len "$TRB_LEN" --tau 0.05 --save-every 0 --device cuda --gpu-dtype "$dt" ${OURS_EXTRA:-} \
+        >"$out.out" 2>"$out.err" &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
         n=$(cat "$out/log.jsonl" 2>/dev/null | wc -l)
@@ -281,6 +284,21 @@ if [ "${TRB_MEM:-1}" = 1 ]; then
         fi
         grep -E '^(INFO|FAIL)' "$W/mem.log" | sed "s/^INFO /INFO $S: /"
         [ -n "$FIG" ] && [ -s "$W/mem/mem.txt" ] && cat "$W/mem/mem.txt" >>"$FIG"
+    fi
+fi
+
+# ---------------------------------------------------------------- where our step's time goes (when time remains)
+# the same bf16 run again with --gpu-profile (events around every operation: not the timed run);
+# DIR/gpu_profile.tsv holds steps 2..n once the run is stopped after TOTAL steps
+if [ "${TRB_PROFILE:-1}" = 1 ]; then
+    if [ "$(left)" -lt 35 ]; then
+        echo "INFO $S: ours --gpu-profile not run: $(left)s of the ${BUDGET}s budget left"
+    elif OURS_EXTRA=--gpu-profile OURS_TAG=profile ours bf16 && [ -s "$W/ours-bf16-profile/gpu_profile.tsv" ]; then
+        awk -F'\t' -v s="$S" 'NR > 1 && NR <= 16 {
+            printf "INFO %s: profile %-24s %9.3f ms/step %5.1f%% (%s calls)\n", s, $1, $3, 100 * $4, $2 }' \
+            "$W/ours-bf16-profile/gpu_profile.tsv"
+    else
+        echo "INFO $S: ours --gpu-profile: ${OURS_WHY:-no gpu_profile.tsv}"
     fi
 fi
 

@@ -31,6 +31,7 @@
 #include "train_model.h"
 #include "version.h"
 #include "../kernels/comm_nccl.h"        /* the backend's entry points, called through pointers */
+#include "../kernels/cuda_ops.h"
 #include "../kernels/revela_step_gpu.h"
 
 #include <errno.h>
@@ -88,6 +89,8 @@ _Noreturn static void usage(void)
            "                            librevela-cuda.so; not with --objective lm)\n"
            "      --gpu N               CUDA device index (default 0; with several ranks: LOCAL_RANK)\n"
            "      --gpu-dtype T         f32 (default) or bf16: storage of the frozen matrices on the GPU\n"
+           "      --gpu-profile         device time per operation from the second step on, to\n"
+           "                            DIR/gpu_profile.tsv (and stderr)\n"
            "      --gpus N              data parallel on N GPUs of this node: one rank per GPU, the step's\n"
            "                            groups split between them (other launchers: see rv-train(1))\n"
            "      --comm C              gradient all-reduce between ranks: nccl (default with cuda) or tcp\n"
@@ -107,7 +110,7 @@ enum {
     OPT_LM = 256, OPT_TOK, OPT_LMTOK, OPT_JSONL, OPT_RANK, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_TAU,
     OPT_NO_VNORM, OPT_FIRST_HALF, OPT_SIM, OPT_MAXLEN, OPT_LR, OPT_WARMUP, OPT_WSHAPE, OPT_WD, OPT_ACCUM,
     OPT_MAXSTEPS, OPT_EPOCHS, OPT_STOP, OPT_SEED, OPT_SAVE, OPT_RESUME, OPT_FREEZE, OPT_DUAL, OPT_OBJECTIVE,
-    OPT_FULL, OPT_INIT, OPT_RECOMPUTE, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE, OPT_GPUS, OPT_COMM
+    OPT_FULL, OPT_INIT, OPT_RECOMPUTE, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE, OPT_GPUS, OPT_COMM, OPT_GPU_PROFILE
 };
 
 typedef struct {
@@ -119,6 +122,7 @@ typedef struct {
     int gpu_index_set;        /* --gpu N given */
     int gpus;                 /* --gpus N (0: not given) */
     int comm_tcp, comm_set;   /* --comm tcp; --comm given */
+    int gpu_profile;          /* --gpu-profile */
     rv_wtype gpu_dtype;
     rv_sim_numerics sim;
     rv_warmup_type warmup_shape;
@@ -196,6 +200,7 @@ static void parse_args(int argc, char **argv, train_opts *o)
         {"recompute", no_argument, 0, OPT_RECOMPUTE}, {"device", required_argument, 0, OPT_DEVICE},
         {"gpu", required_argument, 0, OPT_GPU}, {"gpu-dtype", required_argument, 0, OPT_GPU_DTYPE},
         {"gpus", required_argument, 0, OPT_GPUS}, {"comm", required_argument, 0, OPT_COMM},
+        {"gpu-profile", no_argument, 0, OPT_GPU_PROFILE},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     opterr = 0;
@@ -273,6 +278,10 @@ static void parse_args(int argc, char **argv, train_opts *o)
             else rv_die_usage("--gpu-dtype: expected f32 or bf16, found \"%s\"", optarg);
             o->gpu_set = 1;
             break;
+        case OPT_GPU_PROFILE:
+            o->gpu_profile = 1;
+            o->gpu_set = 1;
+            break;
         case 't': o->threads = (int)rv_parse_uint("--threads", optarg, 4096); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage();
@@ -285,7 +294,7 @@ static void parse_args(int argc, char **argv, train_opts *o)
     if (o->full && !o->lm_only)
         rv_die_usage("--full and --init need --objective lm (Revela training uses LoRA adapters)");
     if (o->gpu_set && !o->cuda)
-        rv_die_usage("--gpu and --gpu-dtype need --device cuda");
+        rv_die_usage("--gpu, --gpu-dtype and --gpu-profile need --device cuda");
     if (o->gpus && !o->cuda)
         rv_die_usage("--gpus needs --device cuda (data parallel on CPUs: start the ranks with a launcher, "
                      "see rv-train(1))");
@@ -374,6 +383,92 @@ static void gpu_api_load(gpu_api *a)
         !(a->optim_step = (rv_step_gpu_optim_step_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_step")) ||
         !(a->optim_download = (rv_step_gpu_optim_download_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_download")))
         rv_die("--device cuda: %s", rv_error_get());
+}
+
+/* ---------------------------------------------------------------- --gpu-profile
+ * Device time per operation (cuda_ops.h's rv_cuda_profile_*), summed over
+ * the steps after the first (which builds the matrix-product plans and
+ * allocates the activations), written as DIR/gpu_profile.tsv. */
+typedef struct {
+    rv_cuda *ctx;                          /* NULL: not profiling */
+    rv_cuda_profile_start_fn *start;
+    rv_cuda_profile_collect_fn *collect;
+    rv_cuda_profile_rows_fn *rows;
+    long steps;                            /* steps profiled */
+    double step_ms;                        /* their wall time */
+} gpu_profile;
+
+static void gpu_profile_load(gpu_profile *p, rv_step_gpu *g)
+{
+    rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
+    if (!context || !(p->start = (rv_cuda_profile_start_fn *)rv_cuda_backend_sym("rv_cuda_profile_start")) ||
+        !(p->collect = (rv_cuda_profile_collect_fn *)rv_cuda_backend_sym("rv_cuda_profile_collect")) ||
+        !(p->rows = (rv_cuda_profile_rows_fn *)rv_cuda_backend_sym("rv_cuda_profile_rows")))
+        rv_die("--gpu-profile: %s", rv_error_get());
+    p->ctx = context(g);
+}
+
+/* DIR/gpu_profile.tsv: op, calls per step, device ms per step, share of the
+ * step's wall time; a last line "step" with the wall time itself. Rewritten
+ * after every profiled step, so a run stopped from outside (a benchmark
+ * that has the steps it wanted) leaves the profile of the steps so far. */
+static void gpu_profile_save(const gpu_profile *p, const char *dir)
+{
+    rv_cuda_profile_row rows[64];
+    int n = p->rows(p->ctx, rows, 64);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gpu_profile.tsv", dir);
+    const double per = 1.0 / (double)p->steps, wall = p->step_ms * per;
+    rv_atomic_file f;
+    if (rv_atomic_open(&f, path) < 0)
+        rv_die("%s: %s", path, rv_error_get());
+    fprintf(f.f, "op\tcalls_per_step\tms_per_step\tshare_of_step\n");
+    for (int i = 0; i < n; i++)
+        fprintf(f.f, "%s\t%.1f\t%.3f\t%.4f\n", rows[i].name, rows[i].calls * per, rows[i].ms * per,
+                rows[i].ms * per / wall);
+    fprintf(f.f, "step\t1\t%.3f\t1\n", wall);
+    if (rv_atomic_commit(&f) < 0)
+        rv_die("%s: %s", path, rv_error_get());
+}
+
+/* After a step of secs seconds: the first one starts the profile, later
+ * ones add their operations to it and save it. */
+static void gpu_profile_step(gpu_profile *p, int first, double secs, const char *dir)
+{
+    if (!p->ctx)
+        return;
+    if (first ? p->start(p->ctx) < 0 : p->collect(p->ctx) < 0)
+        rv_die("--gpu-profile: %s", rv_error_get());
+    if (first)
+        return;
+    p->steps++;
+    p->step_ms += secs * 1000;
+    gpu_profile_save(p, dir);
+}
+
+/* At the end: the largest rows on stderr. */
+static void gpu_profile_print(const gpu_profile *p, const char *dir)
+{
+    if (!p->ctx)
+        return;
+    if (p->steps == 0) {
+        fprintf(stderr, "rv-train: --gpu-profile: no step after the first one, nothing profiled\n");
+        return;
+    }
+    rv_cuda_profile_row rows[64];
+    int n = p->rows(p->ctx, rows, 64);
+    const double per = 1.0 / (double)p->steps, wall = p->step_ms * per;
+    double sum = 0;
+    fprintf(stderr, "rv-train: device time per step over %ld step%s (%s/gpu_profile.tsv):\n", p->steps,
+            p->steps == 1 ? "" : "s", dir);
+    for (int i = 0; i < n; i++) {
+        sum += rows[i].ms * per;
+        if (i < 12)
+            fprintf(stderr, "  %-26s %8.3f ms %5.1f%%  (%.0f calls)\n", rows[i].name, rows[i].ms * per,
+                    100 * rows[i].ms * per / wall, rows[i].calls * per);
+    }
+    fprintf(stderr, "  %-26s %8.3f ms %5.1f%%  (the step's wall time less the operations timed)\n", "untimed",
+            wall - sum, 100 * (wall - sum) / wall);
 }
 
 /* ---------------------------------------------------------------- data parallelism
@@ -766,6 +861,9 @@ int main(int argc, char **argv)
                     gapi.device_name(gdev), rv_cuda_backend_path(), rv_wtype_name(o.gpu_dtype), rv_now() - tg);
         dp_attach_device(&dp, &gapi, gdev);
     }
+    gpu_profile prof = {0};
+    if (o.gpu_profile && writer)
+        gpu_profile_load(&prof, gdev);
     /* The optimiser runs where the summed gradients are: on the device with
      * one rank or NCCL (the adapters and AdamW moments then live there and
      * come back only for checkpoints), on the host with --comm tcp. */
@@ -790,6 +888,7 @@ int main(int argc, char **argv)
     if (!wbuf)
         rv_die("out of memory");
     long stop = o.stop_after > 0 && o.stop_after < total ? o.stop_after : total;
+    const long start_step = pos.step;   /* (after --resume: where this run starts) */
 
     while (pos.step < stop) {
         double t0 = rv_now();
@@ -872,8 +971,10 @@ int main(int argc, char **argv)
             loss = st[0], loss_plain = st[1], tokens = (size_t)st[2], max_w = st[3], ent_w = st[4];
             rows = (size_t)st[5];
         }
+        const int first_step = pos.step == start_step;
         pos.step = t;
         const double secs = rv_now() - t0;
+        gpu_profile_step(&prof, first_step, secs, o.out);
         loss /= (double)o.grad_accum;
         loss_plain /= (double)o.grad_accum;
         if (logf)
@@ -899,6 +1000,8 @@ int main(int argc, char **argv)
     }
     if (logf && fclose(logf) != 0)
         rv_die("%s: write error", log_path);
+    if (!o.quiet)
+        gpu_profile_print(&prof, o.out);
     if (writer)
         write_outputs(&o, rnp, &lnet, hp);
     snprintf(path, sizeof path, "%s/memory.json", o.out);

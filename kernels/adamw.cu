@@ -42,6 +42,7 @@ __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v
 extern "C" int rv_cuda_adamw_update(rv_cuda *c, size_t n, float *param, const float *grad, float *m, float *v, long t,
                                     const rv_adamw_hparams *h)
 {
+    RV_PROFILE(c, "adamw");
     if (t < 1)
         return rv_error_set("cuda adamw: expected a step count >= 1, found %ld", t);
     if (n == 0)
@@ -94,6 +95,7 @@ __global__ void sum_partials_kernel(const double *part, int n_part, double *out)
 
 extern "C" int rv_cuda_sum_squares(rv_cuda *c, size_t n, const float *x, double *out)
 {
+    RV_PROFILE(c, "grad_norm");
     if (n == 0)
         return 0;
     size_t want = (n + SS_THREADS - 1) / SS_THREADS;
@@ -116,6 +118,7 @@ __global__ void scale_kernel(float *x, size_t n, float factor)
 
 extern "C" int rv_cuda_scale(rv_cuda *c, size_t n, float *x, float factor)
 {
+    RV_PROFILE(c, "grad_scale");
     if (n == 0)
         return 0;
     unsigned grid = 1;

@@ -78,6 +78,7 @@ extern "C" int rv_cuda_lm_head_ce(rv_cuda *c, size_t n, int dim, int vocab, cons
                                   rv_wtype xh_t, const int32_t *targets, float grad_scale, double *loss_sum,
                                   void *dx, void *dhead, rv_wtype g_t, size_t chunk_rows)
 {
+    RV_PROFILE(c, "lm_head_ce");
     if (dim <= 0 || vocab <= 0)
         return rv_error_set("cuda lm_head_ce: expected positive dim and vocab, found %d and %d", dim, vocab);
     if (!rv_wtype_valid(xh_t) || ((dx || dhead) && !(g_t == RV_WT_F32 || g_t == xh_t)))

@@ -74,6 +74,7 @@ extern "C" void rv_cuda_close(rv_cuda *c)
         return;
     if (c->stream)
         cudaStreamSynchronize(c->stream);
+    rv_prof_free(c);
     rv_gemm_cache_free(c->gemm);
     if (c->lt)
         cublasLtDestroy(c->lt);
@@ -164,6 +165,7 @@ __global__ void convert_kernel(void *dst, int dst_t, const void *src, int src_t,
 
 extern "C" int rv_cuda_convert(rv_cuda *c, void *dst, rv_wtype dst_t, const void *src, rv_wtype src_t, size_t n)
 {
+    RV_PROFILE(c, "convert");
     if (!rv_wtype_valid(dst_t) || !rv_wtype_valid(src_t))
         return rv_error_set("cuda convert: unknown storage type %d or %d", (int)dst_t, (int)src_t);
     if (n == 0)

@@ -7,6 +7,7 @@
  *   rv_block_sum, rv_block_max                     block-wide reductions
  *   struct rv_cuda                                 the context (stream, cuBLASLt, scratch)
  *   rv_cuda_scratch                                grow-on-demand device scratch
+ *   RV_PROFILE                                     a timed scope (rv_cuda_profile_*)
  * With RV_CUDA_EMULATE defined, kernels/dev/cuda_emu.h stands in for the CUDA
  * runtime and cuBLASLt, so the same sources run (slowly) on a CPU. Kernels
  * use dynamic shared memory only: the emulator fills it with NaN at every
@@ -170,6 +171,7 @@ struct rv_cuda {
     struct rv_gemm_cache *gemm;     /* plans, see matmul.cu */
     void *scratch;                  /* rv_cuda_scratch */
     size_t scratch_bytes;
+    struct rv_prof *prof;           /* op_profile.cu; NULL: not profiling */
 };
 
 /* A device buffer of at least `bytes`, valid until the next call (grows,
@@ -178,6 +180,29 @@ void *rv_cuda_scratch(rv_cuda *c, size_t bytes);
 
 /* matmul.cu: releases the plan cache. */
 void rv_gemm_cache_free(struct rv_gemm_cache *g);
+
+/* ---------------------------------------------------------------- profiling scopes
+ * RV_PROFILE(c, "name") at the top of an operation (or around a part of
+ * one) times everything it queues while rv_cuda_profile_start is in force;
+ * scopes nested in a timed one add nothing (the outer name holds the time),
+ * so a caller can name a group of operations ("lora") around library
+ * calls that have their own scopes. op_profile.cu. */
+int rv_prof_open(rv_cuda *c, const char *name);   /* slot, or < 0: nested or failed */
+void rv_prof_close(rv_cuda *c, int slot);
+void rv_prof_free(rv_cuda *c);
+struct rv_prof_scope {
+    rv_cuda *c;
+    int slot;
+    rv_prof_scope(rv_cuda *cc, const char *name) : c(cc), slot(cc->prof ? rv_prof_open(cc, name) : -1) {}
+    ~rv_prof_scope()
+    {
+        if (c->prof)
+            rv_prof_close(c, slot);
+    }
+    rv_prof_scope(const rv_prof_scope &) = delete;
+    rv_prof_scope &operator=(const rv_prof_scope &) = delete;
+};
+#define RV_PROFILE(c, name) rv_prof_scope rv_prof_scope_here_((c), (name))
 
 /* Grid size for n items of `per` each, checked against CUDA's x limit. */
 static inline int rv_grid_1d(size_t n, size_t per, unsigned *grid, const char *what)

@@ -265,13 +265,40 @@ int rv_cuda_inbatch_attn_backward(rv_cuda *c, const rv_inbatch_cfg *cfg, const i
                                   const float *denom, const void *dout, void *dq, void *dk, void *dv,
                                   rv_wtype grad_t, float *dw);
 
+/* ---------------------------------------------------------------- profiling */
+
+/* Device time per operation (kernels/op_profile.cu): after
+ * rv_cuda_profile_start every operation of this interface (and the named
+ * groups of the training step: "frozen_gemm", "lora", ...) records CUDA
+ * events around what it queues; rv_cuda_profile_collect waits for the
+ * stream and adds the elapsed times to per-name totals (call it once per
+ * step or so: it reuses the events); rv_cuda_profile_rows copies up to
+ * max_rows totals, largest first, and returns how many. Times are
+ * stream-ordered device time between an operation's first and last launch
+ * (host gaps inside one operation count; gaps between operations do not).
+ * start again clears the totals. */
+typedef struct {
+    const char *name;
+    unsigned long long calls;
+    double ms;
+} rv_cuda_profile_row;
+typedef int rv_cuda_profile_start_fn(rv_cuda *c);
+typedef int rv_cuda_profile_collect_fn(rv_cuda *c);
+typedef int rv_cuda_profile_rows_fn(rv_cuda *c, rv_cuda_profile_row *rows, int max_rows);
+rv_cuda_profile_start_fn rv_cuda_profile_start;   /* (the types: for tools that look them up by name) */
+rv_cuda_profile_collect_fn rv_cuda_profile_collect;
+rv_cuda_profile_rows_fn rv_cuda_profile_rows;
+
 /* ---------------------------------------------------------------- self-test */
 
-/* kernels/mma_probe.cu: d[v*128 + row*8 + col] = (A B)(row, col) for A
- * [16, 16] and B [16, 8] (row-major f32, used rounded to bf16) through the
- * tensor-core product of kernels/mma_bf16.cuh, for v = 0..3 the pairings of
- * its fragment loaders, v = 4 with A from two accumulators
- * (rv_frag_a_from_acc); test_gpu_ops compares each with a naive product. */
+/* kernels/mma_probe.cu: d[v*256 + row*16 + col] = (A B)(row, col) for A and
+ * B [16, 16] (row-major f32, used rounded to bf16) through the tensor-core
+ * product of kernels/mma_bf16.cuh (two 16x8 products), for v = 0..3 the
+ * pairings of its rv_frag_* loaders (A row-major or transposed, B by
+ * columns or rows), v = 4 with A from two accumulators
+ * (rv_frag_a_from_acc), v = 5, 6 with the ldmatrix loaders (rv_ldm_a with
+ * rv_ldm_b_cols2, rv_ldm_b_rows2); test_gpu_ops compares each with a naive
+ * product. */
 int rv_cuda_mma_probe(rv_cuda *c, const float *a, const float *b, float *d);
 
 #ifdef __cplusplus

@@ -50,6 +50,7 @@ __global__ void __launch_bounds__(ROW_THREADS) rmsnorm_kernel(void *y, int y_t, 
 extern "C" int rv_cuda_rmsnorm(rv_cuda *c, void *y, rv_wtype y_t, const void *x, rv_wtype x_t, const void *w,
                                rv_wtype w_t, size_t rows, size_t dim, float eps, float *rstd)
 {
+    RV_PROFILE(c, "rmsnorm");
     if (rows == 0 || dim == 0)
         return 0;
     unsigned grid = 1;
@@ -88,6 +89,7 @@ extern "C" int rv_cuda_rope(rv_cuda *c, void *x, rv_wtype x_t, size_t n_tok, siz
                             size_t head_dim, const uint32_t *pos, size_t seq_len, const float *cos_tab,
                             const float *sin_tab, size_t max_pos, int direction)
 {
+    RV_PROFILE(c, "rope");
     if (head_dim == 0 || head_dim % 2 != 0)
         return rv_error_set("cuda rope: expected an even head_dim, found %zu", head_dim);
     if (n_heads * head_dim > stride)
@@ -121,6 +123,7 @@ __global__ void swiglu_kernel(void *h, int h_t, const void *gate, int gate_t, co
 extern "C" int rv_cuda_swiglu(rv_cuda *c, void *h, rv_wtype h_t, const void *gate, rv_wtype gate_t, const void *up,
                               rv_wtype up_t, size_t n)
 {
+    RV_PROFILE(c, "swiglu");
     if (n == 0)
         return 0;
     unsigned grid = 1;
@@ -139,6 +142,7 @@ __global__ void add_kernel(void *y, int y_t, const void *x, int x_t, size_t n)
 
 extern "C" int rv_cuda_add(rv_cuda *c, void *y, rv_wtype y_t, const void *x, rv_wtype x_t, size_t n)
 {
+    RV_PROFILE(c, "add");
     if (n == 0)
         return 0;
     unsigned grid = 1;
@@ -163,6 +167,7 @@ __global__ void embedding_kernel(void *y, int y_t, const void *table, int table_
 extern "C" int rv_cuda_embedding(rv_cuda *c, void *y, rv_wtype y_t, const void *table, rv_wtype table_t,
                                  size_t vocab, size_t dim, const uint32_t *ids, size_t n)
 {
+    RV_PROFILE(c, "embedding");
     if (n == 0 || dim == 0)
         return 0;
     unsigned grid = 1;
@@ -194,6 +199,7 @@ __global__ void __launch_bounds__(ROW_THREADS) l2_normalize_kernel(void *x, int 
 
 extern "C" int rv_cuda_l2_normalize(rv_cuda *c, void *x, rv_wtype x_t, size_t rows, size_t dim)
 {
+    RV_PROFILE(c, "l2_normalize");
     if (rows == 0 || dim == 0)
         return 0;
     unsigned grid = 1;
@@ -229,6 +235,7 @@ __global__ void __launch_bounds__(ROW_THREADS) eos_pool_l2_kernel(float *e, floa
 extern "C" int rv_cuda_eos_pool_l2(rv_cuda *c, float *e, float *norm, const void *h, rv_wtype h_t, int batch,
                                    int seq_len, int dim, const int *lengths)
 {
+    RV_PROFILE(c, "eos_pool");
     if (batch <= 0 || dim <= 0)
         return 0;
     if (seq_len <= 0)

@@ -64,6 +64,7 @@ extern "C" int rv_cuda_rmsnorm_backward(rv_cuda *c, const void *x, rv_wtype x_t,
                                         const float *rstd, const void *dy, void *dx, rv_wtype g_t, float *dw,
                                         size_t rows, size_t dim)
 {
+    RV_PROFILE(c, "rmsnorm_backward");
     if (!rv_wtype_valid(x_t) || !rv_wtype_valid(w_t) || !rv_wtype_valid(g_t))
         return rv_error_set("cuda rmsnorm_backward: unknown storage type");
     if (rows == 0 || dim == 0)
@@ -103,6 +104,7 @@ __global__ void swiglu_bwd_kernel(const void *gate, const void *up, int in_t, co
 extern "C" int rv_cuda_swiglu_backward(rv_cuda *c, const void *gate, const void *up, rv_wtype in_t,
                                        const void *dout, void *dgate, void *dup, rv_wtype g_t, size_t n)
 {
+    RV_PROFILE(c, "swiglu_backward");
     if (!rv_wtype_valid(in_t) || !rv_wtype_valid(g_t))
         return rv_error_set("cuda swiglu_backward: unknown storage type");
     if (n == 0 || (!dgate && !dup))
@@ -144,6 +146,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
 extern "C" int rv_cuda_eos_pool_l2_backward(rv_cuda *c, const float *e, const float *norm, const float *de, void *dh,
                                             rv_wtype dh_t, int batch, int seq_len, int dim, const int *lengths)
 {
+    RV_PROFILE(c, "eos_pool_backward");
     if (!rv_wtype_valid(dh_t))
         return rv_error_set("cuda eos_pool_backward: unknown storage type");
     if (batch <= 0 || dim <= 0)

@@ -81,6 +81,7 @@ __global__ void __launch_bounds__(W_THREADS)
 extern "C" int rv_cuda_inbatch_weights_forward(rv_cuda *c, int batch, int dim, const float *q, const float *p,
                                                double tau, rv_sim_numerics numerics, float *s, float *w)
 {
+    RV_PROFILE(c, "inbatch_weights");
     if (batch < 2 || dim <= 0)
         return rv_error_set("cuda inbatch_weights: expected batch >= 2 and dim > 0, found %d and %d", batch, dim);
     if (!(tau > 0))
@@ -140,6 +141,7 @@ extern "C" int rv_cuda_inbatch_weights_backward(rv_cuda *c, int batch, int dim, 
                                                 const float *w, double tau, const float *dw, float *ds, float *dq,
                                                 float *dp)
 {
+    RV_PROFILE(c, "inbatch_weights_backward");
     if (batch < 2 || dim <= 0 || batch > 65535)
         return rv_error_set("cuda inbatch_weights_backward: expected 2 <= batch <= 65535 and dim > 0, found %d and %d",
                             batch, dim);

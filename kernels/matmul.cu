@@ -218,6 +218,7 @@ __global__ void scale_rows_kernel(void *C, int c_t, int M, int N, int ldc, float
 extern "C" int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
                             const void *B, int ldb, rv_wtype ab_t, float beta, void *C, int ldc, rv_wtype c_t)
 {
+    RV_PROFILE(c, "gemm");
     if (!rv_wtype_valid(ab_t) || !(c_t == RV_WT_F32 || c_t == ab_t))
         return rv_error_set("cuda gemm: expected C of type f32 or %s, found %s", rv_wtype_name(ab_t),
                             rv_wtype_name(c_t));
@@ -276,6 +277,7 @@ __global__ void bias_rows_kernel(void *y, int y_t, size_t m, size_t out, const f
 extern "C" int rv_cuda_linear(rv_cuda *c, void *y, rv_wtype y_t, const void *x, size_t m, const void *w, size_t out,
                               size_t in, rv_wtype xw_t, const float *bias)
 {
+    RV_PROFILE(c, "linear");
     if (m > 0x7fffffffu || out > 0x7fffffffu || in > 0x7fffffffu)
         return rv_error_set("cuda linear: %zux%zux%zu exceeds cuBLASLt's int sizes", m, out, in);
     if (m == 0 || out == 0)

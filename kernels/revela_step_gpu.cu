@@ -935,15 +935,19 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
     const void *xw = x;   /* x in the weights' type */
-    if (xt != d->wt) {
-        if (rv_cuda_convert(c, d->xb, d->wt, x, xt, n * (size_t)in) != 0)
+    {
+        RV_PROFILE(c, "frozen_gemm");
+        if (xt != d->wt) {
+            if (rv_cuda_convert(c, d->xb, d->wt, x, xt, n * (size_t)in) != 0)
+                return -1;
+            xw = d->xb;
+        }
+        if (rv_cuda_linear(c, y, F32, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
             return -1;
-        xw = d->xb;
     }
-    if (rv_cuda_linear(c, y, F32, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
-        return -1;
     if (r <= 0)
         return 0;
+    RV_PROFILE(c, "lora");
     if (d->wt != F32) {
         const rv_wtype t = d->wt;
         if (d->p > 0) {
@@ -981,13 +985,18 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv
                          const float *dy, float *dx, float *gl, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
-    if (d->wt == F32 ? rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dy, out, p->weight, in, F32, 1.0f, dx, in, F32) != 0
-                     : rv_cuda_convert(c, d->yb, d->wt, dy, F32, n * (size_t)out) != 0 ||
-                           rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, d->yb, out, p->weight, in, d->wt, 1.0f, dx, in,
-                                        F32) != 0)
-        return -1;
+    {
+        RV_PROFILE(c, "frozen_gemm");
+        if (d->wt == F32
+                ? rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dy, out, p->weight, in, F32, 1.0f, dx, in, F32) != 0
+                : rv_cuda_convert(c, d->yb, d->wt, dy, F32, n * (size_t)out) != 0 ||
+                      rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, d->yb, out, p->weight, in, d->wt, 1.0f, dx, in, F32) !=
+                          0)
+            return -1;
+    }
     if (r <= 0)
         return 0;
+    RV_PROFILE(c, "lora");
     if (d->wt != F32) {
         const rv_wtype t = d->wt;
         const void *xw = x;   /* the adapter's input in the weights' type */

@@ -13,7 +13,8 @@
  *   rv_emu::launch, dynamic_smem                        grid loop; dynamic shared
  *        memory filled with NaN at each block start (exposes reads of unwritten tiles)
  *   cudaMalloc (NaN-filled), cudaMemcpyAsync, ..., cudaFuncSetAttribute (the 48 KiB
- *        dynamic shared-memory limit is enforced unless raised, as on a GPU)
+ *        dynamic shared-memory limit is enforced unless raised, as on a GPU), events
+ *        (the host clock: launches run to their end before returning)
  *   cublasLt*                                           descriptors recorded; cublasLtMatmul
  *        is a naive column-major product in double that checks the layouts; the
  *        heuristic finds no algorithm for 16-bit operands aligned below 16 bytes
@@ -43,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 
 #include <functional>
@@ -219,6 +221,39 @@ static inline cudaError_t cudaStreamDestroy(cudaStream_t s)
     free((void *)s);
     return cudaSuccess;
 }
+/* Events: the host clock when recorded (the emulator runs every launch to
+ * its end before returning, so that is when the stream reached it). */
+struct rv_emu_event {
+    double ms;
+};
+typedef rv_emu_event *cudaEvent_t;
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
+static inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned)
+{
+    *e = new rv_emu_event{0.0};
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, cudaEventDefault); }
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    delete e;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    e->ms = t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+static inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+
 template <class Kernel>
 static inline cudaError_t cudaFuncSetAttribute(Kernel k, cudaFuncAttribute, int value)
 {

@@ -41,10 +41,13 @@ t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --device cuda --gpu-
 t_exit bad_gpu_dtype_exit 2
 t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --gpu-dtype bf16
 t_exit gpu_dtype_without_cuda_exit 2
+t_run rv-train --model "$M" --groups /dev/null --out "$D/x" --gpu-profile
+t_exit gpu_profile_without_cuda_exit 2
+t_stderr_has gpu_profile_without_cuda_message '--gpu, --gpu-dtype and --gpu-profile need --device cuda'
 
 cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity adapter_parity
              recompute_run recompute_same_step recompute_less_memory
-             bf16_run bf16_hparams bf16_loss"
+             bf16_run bf16_hparams bf16_loss gpu_profile_header gpu_profile_ops gpu_profile_within_step"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
     exit 0
@@ -84,9 +87,17 @@ full_mb=$(sed -n '1s/.*"activations_mb":\([0-9.]*\).*/\1/p' "$D/cuda/log.jsonl")
 t_eq recompute_less_memory "$(awk -v a="$rc_mb" -v b="$full_mb" 'BEGIN {print (a + 0 < b + 0) ? "yes" : "no: " a " vs " b}')" yes
 echo "INFO $T_SUITE/recompute: device activations ${rc_mb} MiB with --recompute, ${full_mb} MiB without"
 
-# --gpu-dtype bf16: one step; recorded in hparams.json; the loss near the CPU's (bf16 frozen products)
-t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/bf16" --device cuda --gpu-dtype bf16 --max-steps 1
+# --gpu-dtype bf16: recorded in hparams.json; the step-1 loss near the CPU's (bf16 operands). With
+# --gpu-profile over 3 steps: gpu_profile.tsv profiles steps 2-3, with the step's named groups and
+# ops, whose device times (serial on one stream) fit in the step's wall time
+t_run env RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/bf16" --device cuda --gpu-dtype bf16 --max-steps 3 \
+    --gpu-profile
 t_exit bf16_run 0
+P=$D/bf16/gpu_profile.tsv
+t_eq gpu_profile_header "$(sed -n 1p "$P" 2>&1)" "$(printf 'op\tcalls_per_step\tms_per_step\tshare_of_step')"
+t_eq gpu_profile_ops "$(cut -f1 "$P" | grep -cxE 'frozen_gemm|lora|rmsnorm|lm_head_ce|causal_attention|inbatch_attention|step')" 7
+t_eq gpu_profile_within_step "$(awk -F'\t' 'NR > 1 && $1 != "step" { s += $3; if ($3 < 0) bad = 1 }
+    $1 == "step" { w = $3 } END { print (!bad && w > 0 && s > 0 && s <= w * 1.001) ? "yes" : "no: ops " s " ms, step " w " ms" }' "$P")" yes
 grep -q '"gpu_weights":"bf16"}$' "$D/bf16/hparams.json"; T_RC=$?; t_exit bf16_hparams 0
 r=$(awk -v a="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/bf16/log.jsonl")" \
         -v b="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/cpu/log.jsonl")" \

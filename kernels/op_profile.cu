@@ -1,0 +1,163 @@
+/* op_profile.cu — device time per operation (cuda_ops.h: rv_cuda_profile_*;
+ * the scopes are RV_PROFILE in cuda_common.cuh). While profiling is on,
+ * every outermost scope records a CUDA event pair on the context's stream;
+ * rv_cuda_profile_collect waits for them and adds each pair's elapsed time
+ * to its name's total. Events come from a pool that is reused after each
+ * collect, so a training run profiles every step at the cost of two
+ * cudaEventRecord calls per operation (a few microseconds of host time,
+ * hidden while the device is busy). Off (the default), a scope is one
+ * pointer test. */
+#include "cuda_common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PROF_MAX_NAMES 64
+
+typedef struct {
+    const char *name;
+    cudaEvent_t start, stop;
+} prof_mark;
+
+struct rv_prof {
+    prof_mark *marks;
+    size_t n_marks, cap_marks;     /* recorded since the last collect; events made for cap_marks */
+    int depth;                     /* open scopes: only the outermost records */
+    int failed;                    /* an event call failed: the totals are incomplete */
+    rv_cuda_profile_row rows[PROF_MAX_NAMES];
+    int n_rows;
+};
+
+extern "C" int rv_cuda_profile_start(rv_cuda *c)
+{
+    if (!c->prof && !(c->prof = (struct rv_prof *)calloc(1, sizeof *c->prof)))
+        return rv_error_set("cuda profile: out of host memory");
+    if (c->prof->depth != 0)
+        return rv_error_set("cuda profile: started inside an operation");
+    c->prof->n_marks = 0;
+    c->prof->n_rows = 0;
+    c->prof->failed = 0;
+    return 0;
+}
+
+/* A slot to record into, its events made on first use. NULL when out of memory. */
+static prof_mark *take_mark(struct rv_prof *p)
+{
+    if (p->n_marks == p->cap_marks) {
+        size_t cap = p->cap_marks ? 2 * p->cap_marks : 1024;
+        prof_mark *m = (prof_mark *)realloc(p->marks, cap * sizeof *m);
+        if (!m)
+            return NULL;
+        p->marks = m;
+        for (size_t i = p->cap_marks; i < cap; i++) {
+            m[i].name = NULL;
+            if (cudaEventCreate(&m[i].start) != cudaSuccess || cudaEventCreate(&m[i].stop) != cudaSuccess) {
+                p->cap_marks = i;   /* (a half-made pair at i leaks; profiling is failing anyway) */
+                cudaGetLastError();
+                return NULL;
+            }
+            p->cap_marks = i + 1;
+        }
+    }
+    return &p->marks[p->n_marks++];
+}
+
+int rv_prof_open(rv_cuda *c, const char *name)
+{
+    struct rv_prof *p = c->prof;
+    if (p->depth++ > 0)
+        return -2;   /* nested: the outer scope holds the time */
+    prof_mark *m = take_mark(p);
+    if (!m || cudaEventRecord(m->start, c->stream) != cudaSuccess) {
+        if (m)
+            p->n_marks--;
+        p->failed = 1;
+        cudaGetLastError();
+        return -1;
+    }
+    m->name = name;
+    return (int)(p->n_marks - 1);
+}
+
+void rv_prof_close(rv_cuda *c, int slot)
+{
+    struct rv_prof *p = c->prof;
+    p->depth--;
+    if (slot >= 0 && cudaEventRecord(p->marks[slot].stop, c->stream) != cudaSuccess) {
+        p->failed = 1;
+        p->marks[slot].name = NULL;   /* not counted */
+        cudaGetLastError();
+    }
+}
+
+static rv_cuda_profile_row *row_of(struct rv_prof *p, const char *name)
+{
+    for (int i = 0; i < p->n_rows; i++)
+        if (strcmp(p->rows[i].name, name) == 0)
+            return &p->rows[i];
+    if (p->n_rows == PROF_MAX_NAMES)
+        return NULL;
+    rv_cuda_profile_row *r = &p->rows[p->n_rows++];
+    r->name = name;
+    r->calls = 0;
+    r->ms = 0.0;
+    return r;
+}
+
+extern "C" int rv_cuda_profile_collect(rv_cuda *c)
+{
+    struct rv_prof *p = c->prof;
+    if (!p)
+        return 0;
+    RV_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (size_t i = 0; i < p->n_marks; i++) {
+        float ms = 0.0f;
+        rv_cuda_profile_row *r;
+        if (!p->marks[i].name)
+            continue;
+        if (cudaEventElapsedTime(&ms, p->marks[i].start, p->marks[i].stop) != cudaSuccess) {
+            cudaGetLastError();
+            p->failed = 1;
+            continue;
+        }
+        if (!(r = row_of(p, p->marks[i].name))) {
+            p->failed = 1;
+            continue;
+        }
+        r->calls++;
+        r->ms += ms;
+    }
+    p->n_marks = 0;
+    return p->failed ? rv_error_set("cuda profile: some operations could not be timed (events failed)") : 0;
+}
+
+static int by_time(const void *a, const void *b)
+{
+    double x = ((const rv_cuda_profile_row *)a)->ms, y = ((const rv_cuda_profile_row *)b)->ms;
+    return x > y ? -1 : x < y;
+}
+
+extern "C" int rv_cuda_profile_rows(rv_cuda *c, rv_cuda_profile_row *rows, int max_rows)
+{
+    struct rv_prof *p = c->prof;
+    if (!p)
+        return 0;
+    qsort(p->rows, (size_t)p->n_rows, sizeof p->rows[0], by_time);
+    int n = p->n_rows < max_rows ? p->n_rows : max_rows;
+    memcpy(rows, p->rows, (size_t)n * sizeof *rows);
+    return n;
+}
+
+void rv_prof_free(rv_cuda *c)
+{
+    struct rv_prof *p = c->prof;
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->cap_marks; i++) {
+        cudaEventDestroy(p->marks[i].start);
+        cudaEventDestroy(p->marks[i].stop);
+    }
+    free(p->marks);
+    free(p);
+    c->prof = NULL;
+}
