@@ -948,26 +948,17 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
     if (r <= 0)
         return 0;
     RV_PROFILE(c, "lora");
-    if (d->wt != F32) {
-        const rv_wtype t = d->wt;
-        if (d->p > 0) {
-            if (dropout_launch(c, 0, d->xb, t, x, xt, n * (size_t)in, d) != 0)
-                return -1;
-            xw = d->xb;
-        }
-        return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, xw, in, p->a16, in, t, 0.0f, xa, r, t) != 0 ||
-                       rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, p->b16, r, t, 1.0f, y, out, F32) != 0
-                   ? -1
-                   : 0;
-    }
-    const void *xl = x;   /* the adapter's input: x, or x * keep under dropout */
+    /* the adapter's input: x (in the weights' type), or x * keep under dropout */
+    const rv_wtype t = d->wt;
     if (d->p > 0) {
-        if (dropout_launch(c, 0, d->xl, F32, x, F32, n * (size_t)in, d) != 0)
+        void *xs = t == F32 ? (void *)d->xl : d->xb;   /* (bf16: xb, once the frozen product has read it) */
+        if (dropout_launch(c, 0, xs, t, x, xt, n * (size_t)in, d) != 0)
             return -1;
-        xl = d->xl;
+        xw = xs;
     }
-    return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, xl, in, p->a, in, F32, 0.0f, xa, r, F32) != 0 ||
-                   rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, p->b, r, F32, 1.0f, y, out, F32) != 0
+    const void *A = t == F32 ? (const void *)p->a : p->a16, *Bm = t == F32 ? (const void *)p->b : p->b16;
+    return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, xw, in, A, in, t, 0.0f, xa, r, t) != 0 ||
+                   rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, Bm, r, t, 1.0f, y, out, F32) != 0
                ? -1
                : 0;
 }
@@ -985,54 +976,41 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv
                          const float *dy, float *dx, float *gl, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
+    const rv_wtype t = d->wt;
+    const void *dyw = dy;   /* dy in the weights' type */
     {
         RV_PROFILE(c, "frozen_gemm");
-        if (d->wt == F32
-                ? rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dy, out, p->weight, in, F32, 1.0f, dx, in, F32) != 0
-                : rv_cuda_convert(c, d->yb, d->wt, dy, F32, n * (size_t)out) != 0 ||
-                      rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, d->yb, out, p->weight, in, d->wt, 1.0f, dx, in, F32) !=
-                          0)
+        if (t != F32) {
+            if (rv_cuda_convert(c, d->yb, t, dy, F32, n * (size_t)out) != 0)
+                return -1;
+            dyw = d->yb;
+        }
+        if (rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dyw, out, p->weight, in, t, 1.0f, dx, in, F32) != 0)
             return -1;
     }
     if (r <= 0)
         return 0;
     RV_PROFILE(c, "lora");
-    if (d->wt != F32) {
-        const rv_wtype t = d->wt;
-        const void *xw = x;   /* the adapter's input in the weights' type */
-        if (d->p > 0 || xt != t) {
-            if ((d->p > 0 ? dropout_launch(c, 0, d->xb, t, x, xt, n * (size_t)in, d)
-                          : rv_cuda_convert(c, d->xb, t, x, xt, n * (size_t)in)) != 0)
-                return -1;
-            xw = d->xb;
-        }
-        if (rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, d->yb, out, xa, r, t, 1.0f, p->gb, r, F32) != 0 ||
-            rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, d->yb, out, p->b16, r, t, 0.0f, d->glb, r, t) != 0 ||
-            rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, d->glb, r, xw, in, t, 1.0f, p->ga, in, F32) != 0)
+    const void *xw = x;   /* the adapter's input in the weights' type (x * keep under dropout) */
+    void *xs = t == F32 ? (void *)d->xl : d->xb;
+    if (d->p > 0 || xt != t) {
+        if ((d->p > 0 ? dropout_launch(c, 0, xs, t, x, xt, n * (size_t)in, d)
+                      : rv_cuda_convert(c, xs, t, x, xt, n * (size_t)in)) != 0)
             return -1;
-        if (d->p > 0)
-            return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, d->glb, r, p->a16, in, t, 0.0f, d->tl, in, F32) != 0 ||
-                           dropout_launch(c, 1, dx, F32, d->tl, F32, n * (size_t)in, d) != 0
-                       ? -1
-                       : 0;
-        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, d->glb, r, p->a16, in, t, 1.0f, dx, in, F32);
+        xw = xs;
     }
-    const void *xl = x;
-    if (d->p > 0) {
-        if (dropout_launch(c, 0, d->xl, F32, x, F32, n * (size_t)in, d) != 0)
-            return -1;
-        xl = d->xl;
-    }
-    if (rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, dy, out, xa, r, F32, 1.0f, p->gb, r, F32) != 0 ||
-        rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, dy, out, p->b, r, F32, 0.0f, gl, r, F32) != 0 ||
-        rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, gl, r, xl, in, F32, 1.0f, p->ga, in, F32) != 0)
+    const void *A = t == F32 ? (const void *)p->a : p->a16, *Bm = t == F32 ? (const void *)p->b : p->b16;
+    void *glw = t == F32 ? (void *)gl : d->glb;   /* scale dy B, [n, rank] */
+    if (rv_cuda_gemm(c, 1, 0, out, r, N, p->scale, dyw, out, xa, r, t, 1.0f, p->gb, r, F32) != 0 ||
+        rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, dyw, out, Bm, r, t, 0.0f, glw, r, t) != 0 ||
+        rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, glw, r, xw, in, t, 1.0f, p->ga, in, F32) != 0)
         return -1;
     if (d->p > 0)
-        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 0.0f, d->tl, in, F32) != 0 ||
+        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, glw, r, A, in, t, 0.0f, d->tl, in, F32) != 0 ||
                        dropout_launch(c, 1, dx, F32, d->tl, F32, n * (size_t)in, d) != 0
                    ? -1
                    : 0;
-    return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, gl, r, p->a, in, F32, 1.0f, dx, in, F32);
+    return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, glw, r, A, in, t, 1.0f, dx, in, F32);
 }
 
 /* The mask of pass a, layer l, projection p (revela_step_ref.c's lora_in). */
