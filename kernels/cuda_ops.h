@@ -162,7 +162,13 @@ int rv_cuda_swiglu_backward(rv_cuda *c, const void *gate, const void *up, rv_wty
 int rv_cuda_eos_pool_l2_backward(rv_cuda *c, const float *e, const float *norm, const float *de, void *dh,
                                  rv_wtype dh_t, int batch, int seq_len, int dim, const int *lengths);
 
-/* ---------------------------------------------------------------- causal attention */
+/* ---------------------------------------------------------------- causal attention
+ * Both attentions (causal here, in-batch below) pick their kernels by the
+ * operands' type: bf16 q, k, v (and out, dout) with head_dim a multiple of
+ * 16 run on tensor cores (attention_tc.cu, inbatch_attn_tc.cu: bf16 mma with
+ * fp32 statistics and sums, the probabilities rounded to bf16 for their
+ * products, as FlashAttention does); everything else runs fp32 CUDA-core
+ * kernels that match the CPU twins up to summation order. */
 
 /* rv_op_attention_causal over packed sequences: sequence s is rows
  * seq_off[s] <= t < seq_off[s+1] (device int32, n_seqs+1 entries, rows
