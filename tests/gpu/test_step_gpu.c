@@ -22,7 +22,10 @@
  * and 3.1e-2 element-wise; the mutations this test was checked with give
  * 0.2-1). That
  * the adapter products read bf16 copies, refreshed after every update, is
- * checked exactly by bf16_adapters.
+ * checked exactly by bf16_adapters. curve20 runs 20 optimiser steps in
+ * f32 (every loss within 1e-4 of the CPU's; measured 8.5e-8) and in bf16
+ * (within 1e-2; measured 2.7e-3: the bf16 rounding of the updates makes
+ * the curves drift).
  *
  * Built against the CPU emulator (RV_CUDA_EMULATE, make check) the suite is
  * "step-gpu-emu"; built with nvcc it runs on a real device, or prints SKIP
@@ -87,6 +90,11 @@
  * by 1e-2 after the bf16 forward and tau amplifies that in dS. */
 #define BF16_LOSS_TOL 2e-3
 #define BF16_GRAD_TOL 5e-2
+/* later steps with bf16 operands: the two sides' updates differ by that
+ * rounding, and AdamW's first steps (~lr * sign) turn it into parameter
+ * differences that the losses show; measured up to 2.7e-3 over curve20's
+ * 20 steps at lr 1e-2 (the f32 curve: 8.5e-8) */
+#define BF16_CURVE_TOL 1e-2
 
 static double urand(void) { return (double)(test_rand() >> 11) / 9007199254740992.0; }
 
@@ -359,7 +367,7 @@ static void run_case(const step_case *sc)
                 worst_grad = elm > worst_grad ? elm : worst_grad;
             }
         } else {
-            CHECK(el <= (sc->bf16 ? BF16_LOSS_TOL : CURVE_TOL), "%s: step %d loss %.9g vs %.9g (rel %.3g)", sc->name,
+            CHECK(el <= (sc->bf16 ? BF16_CURVE_TOL : CURVE_TOL), "%s: step %d loss %.9g vs %.9g (rel %.3g)", sc->name,
                   step + 1, res_g.loss, res_c.loss, el);
             printf("  %s: step %d loss %.8f (cpu %.8f) rel %.2e\n", sc->name, step + 1, res_g.loss, res_c.loss, el);
             if (!sc->bf16)
@@ -451,6 +459,23 @@ static void qwen_llama_bf16(void)
     sc.opts.v_norm = 1;
     sc.opts.v_norm_eps = 1e-6f;
     sc.opts.similarity = RV_SIM_FP32;
+    run_case(&sc);
+}
+
+/* The issue's curve check: 20 optimiser steps (host AdamW on both sides,
+ * the device's adapters refreshed after each), every step's loss within
+ * CURVE_TOL of the CPU's in f32 (measured 8.5e-8); with bf16 operands
+ * within BF16_CURVE_TOL. */
+static void curve20(void)
+{
+    step_case sc = {.name = "curve20", .retriever = "llama_tied", .lm = "llama_tied", .B = 3, .L = 6, .steps = 20};
+    sc.opts.tau = 0.5;
+    sc.opts.v_norm = 1;
+    sc.opts.v_norm_eps = 1e-6f;
+    sc.opts.similarity = RV_SIM_FP32;
+    run_case(&sc);
+    sc.name = "curve20_bf16";
+    sc.bf16 = 1;
     run_case(&sc);
 }
 
@@ -1460,6 +1485,7 @@ int main(void)
      * leaves the emulator's sticky error set) */
     RUN_TEST(recompute_dual_dropout);
     RUN_TEST(recompute_bf16);
+    RUN_TEST(curve20);
 #ifdef RV_CUDA_EMULATE
     RUN_TEST(emu_devices);
     RUN_TEST(dp_world2_fake);
