@@ -82,10 +82,20 @@ extern "C" {
 typedef struct {
     void **ptr;
     size_t n, cap, bytes;
+    int dry;                      /* count the bytes only (rv_step_gpu_activation_bytes) */
 } dev_list;
+
+/* A dry list's stand-in for device memory: never dereferenced, aligned like
+ * an allocation so offsets computed from it stay plausible. */
+#define DRY_PTR ((void *)(uintptr_t)256)
 
 static void *dev_take(rv_cuda *c, dev_list *dl, size_t bytes, const char *what)
 {
+    if (dl->dry) {
+        dl->n++;
+        dl->bytes += bytes;
+        return DRY_PTR;
+    }
     if (dl->n == dl->cap) {
         size_t cap = dl->cap ? 2 * dl->cap : 64;
         void **p = (void **)realloc(dl->ptr, cap * sizeof *p);
@@ -108,10 +118,12 @@ static void *dev_take(rv_cuda *c, dev_list *dl, size_t bytes, const char *what)
 
 static void dev_list_free(rv_cuda *c, dev_list *dl)
 {
-    for (size_t i = 0; i < dl->n; i++)
+    const int dry = dl->dry;
+    for (size_t i = 0; i < dl->n && !dry; i++)
         rv_cuda_free(c, dl->ptr[i]);
     free(dl->ptr);
     memset(dl, 0, sizeof *dl);
+    dl->dry = dry;
 }
 
 /* ---------------------------------------------------------------- state */
@@ -527,6 +539,33 @@ extern "C" rv_step_gpu *rv_step_gpu_open(const rv_step_decoder *retriever, const
 extern "C" const char *rv_step_gpu_device_name(const rv_step_gpu *g) { return rv_cuda_device_name(g->c); }
 
 extern "C" rv_cuda *rv_step_gpu_context(rv_step_gpu *g) { return g->c; }
+
+static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute);
+
+/* ensure_acts on a step with no device and dry lists: the same allocations,
+ * counted. Only the decoders' shapes and ranks are read. */
+extern "C" int rv_step_gpu_activation_bytes(const rv_step_decoder *retriever, const rv_step_decoder *lm,
+                                            rv_wtype storage, int B, size_t n, int recompute, size_t *bytes)
+{
+    if (storage != RV_WT_F32 && storage != RV_WT_BF16)
+        return rv_error_set("revela step on cuda: weight storage must be f32 or bf16, found %s",
+                            rv_wtype_name(storage));
+    if (B < 1 || n < 1)
+        return rv_error_set("revela step on cuda: expected a group of at least one chunk and row, found %d and %zu",
+                            B, n);
+    rv_step_gpu *g = (rv_step_gpu *)calloc(1, sizeof *g);
+    if (!g)
+        return rv_error_set("out of host memory");
+    g->wt = storage;
+    g->acts.dry = 1;
+    g->net[0].host = retriever;
+    g->net[1].host = lm;
+    int rc = ensure_acts(g, B, n, recompute);
+    *bytes = g->acts.bytes;
+    free(g->acts.ptr);
+    rv_step_gpu_close(g);   /* (no context: only the host arrays) */
+    return rc;
+}
 
 /* Every adapter tensor of d between the staging array (the device's packed
  * layout) and host memory laid out like the tool's flat parameter array

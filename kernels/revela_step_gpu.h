@@ -118,6 +118,14 @@ typedef int rv_step_gpu_take_grads_fn(rv_step_gpu *g, rv_step_layer_grads *retri
 rv_cuda *rv_step_gpu_context(rv_step_gpu *g);
 typedef rv_cuda *rv_step_gpu_context_fn(rv_step_gpu *g);
 
+/* The device bytes of activations and backward scratch that a step of B
+ * chunks, n rows in all, allocates (what rv_step_result.activation_bytes
+ * then reports), with or without recompute, computed without a device
+ * from the decoders' shapes and adapter ranks alone (their weight pointers
+ * are not read): for planning what fits a GPU (bench/plan_memory). */
+int rv_step_gpu_activation_bytes(const rv_step_decoder *retriever, const rv_step_decoder *lm, rv_wtype storage,
+                                 int B, size_t n, int recompute, size_t *bytes);
+
 /* Attaches a communicator (borrowed: it must outlive the handle or be
  * detached first; NULL detaches) and plans the gradient buckets over both
  * nets' accumulators. Collective when the world is larger than 1 (the

@@ -9,6 +9,8 @@
 #                      emulator (kernels/dev/cuda_emu.h; no nvcc needed)
 #   make gpu-emu-asan  the emulated test under ASan + UBSan (out-of-bounds kernel accesses)
 #   make gpu-check     builds both and runs them (real one SKIPs without a device)
+#   make plan-memory   the device memory a Revela step needs per model pair, B, L, rank and
+#                      --recompute (tests/gpu/plan_memory.c; no device needed)
 # `make check` (not under sanitizers) also builds $(BUILD)/tests/test_gpu_ops (prints
 # SKIP without a device, so CI counts nothing for it) and $(BUILD)/tests/test_gpu_emu
 # (kernel logic on the emulator, small shapes). scripts/gpu-check.sh is the one
@@ -67,6 +69,11 @@ $(BUILD)/gpu-emu/bench_gpu: tests/gpu/bench_gpu.c kernels/cuda_ops.h $(wildcard 
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DRV_CUDA_EMULATE -Ikernels $(ALL_LDFLAGS) -o $@ $< $(EMU_OBJ) $(BUILD)/librevela.a $(LDLIBS) -lstdc++
 
+# The device-memory planner (no device needed: the step's allocations run dry).
+$(BUILD)/gpu-emu/plan_memory: tests/gpu/plan_memory.c kernels/revela_step_gpu.h $(wildcard lib/*.h) $(BUILD)/librevela.a $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRV_CUDA_EMULATE -Ikernels $(ALL_LDFLAGS) -o $@ $< $(EMU_OBJ) $(BUILD)/librevela.a $(LDLIBS) -lstdc++
+
 # The emulated kernels under ASan + UBSan: "device" buffers and shared memory are
 # host allocations of exact size, so a kernel's out-of-bounds access is reported.
 EMU_SAN = -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -80,7 +87,9 @@ $(BUILD)/gpu-emu-asan/test_gpu_ops: $(GPU_TEST_DEPS) $(EMU_ASAN_OBJ)
 	    $(BUILD)/librevela.a $(LDLIBS) -lstdc++
 
 # ---------------------------------------------------------------- targets
-.PHONY: gpu-tests gpu-emu gpu-emu-asan gpu-check
+.PHONY: gpu-tests gpu-emu gpu-emu-asan gpu-check plan-memory
+plan-memory: $(BUILD)/gpu-emu/plan_memory
+	$(BUILD)/gpu-emu/plan_memory
 ifneq ($(NVCC),)
 gpu-tests: $(BUILD)/gpu/test_gpu_ops $(BUILD)/gpu/bench_gpu
 else
@@ -102,7 +111,7 @@ ifeq ($(SAN),)
 $(BUILD)/tests/test_gpu_emu: $(BUILD)/gpu-emu/test_gpu_ops
 	@mkdir -p $(dir $@)
 	cp $< $@
-check: $(BUILD)/tests/test_gpu_emu $(BUILD)/gpu-emu/librevela-cuda.so
+check: $(BUILD)/tests/test_gpu_emu $(BUILD)/gpu-emu/librevela-cuda.so $(BUILD)/gpu-emu/plan_memory
 ifneq ($(NVCC),)
 $(BUILD)/tests/test_gpu_ops: $(BUILD)/gpu/test_gpu_ops
 	@mkdir -p $(dir $@)

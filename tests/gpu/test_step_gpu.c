@@ -333,6 +333,15 @@ static void run_case(const step_case *sc)
         CHECK(rc_g == 0, "%s: gpu step: %s", sc->name, rv_error_get());
         if (rc_c != 0 || rc_g != 0)
             break;
+        /* the activation bytes the step took, as planned without a device */
+        if (step == 0) {
+            size_t planned = 0;
+            int prc = rv_step_gpu_activation_bytes(&rg->dec, &lg->dec, sc->bf16 ? RV_WT_BF16 : RV_WT_F32, B,
+                                                   (size_t)B * L, sc->opts.recompute, &planned);
+            CHECK(prc == 0 && planned == res_g.activation_bytes && planned > 0,
+                  "%s: planned activation bytes %zu (rc %d), the step took %zu", sc->name, planned, prc,
+                  res_g.activation_bytes);
+        }
         /* a later step reuses every matrix-product plan (building one is a
          * cuBLASLt heuristic query, ~100x a small product) */
         rv_cuda_gemm_get_stats(rv_step_gpu_context(g), &gs1);
@@ -642,6 +651,12 @@ static void recompute_case(const rc_case *k)
     if (emulated)
         CHECK(bitwise, "%s: recompute is not bit-identical on the emulator (worst rel %.3g)", k->name, worst);
     CHECK(bytes[1] < bytes[0], "%s: activation bytes with recompute %zu, without %zu", k->name, bytes[1], bytes[0]);
+    for (int r = 0; r < 2; r++) {   /* both layouts as planned without a device */
+        size_t planned = 0;
+        int prc = rv_step_gpu_activation_bytes(&rp->dec, &lp->dec, wt, B, n, r, &planned);
+        CHECK(prc == 0 && planned == bytes[r], "%s: planned activation bytes %s recompute %zu (rc %d), the step took %zu",
+              k->name, r ? "with" : "without", planned, prc, bytes[r]);
+    }
     printf("  %s: %d micro-batch(es)%s, recompute vs not: %s (worst rel %.2e); activation bytes %zu with, %zu "
            "without (%.0f%%)\n",
            k->name, k->micro, k->switch_back ? " (the last without recompute)" : "",
