@@ -28,8 +28,9 @@
  * bf16 for its two products (dA, dx). Products into f32 (y, dx, dA, dB)
  * accumulate in fp32 with beta = 1, as in f32 storage. The inputs of the
  * q/k/v, gate/up and down projections (the normed rows u, u2 and the gated
- * product) are written as bf16 by the kernels that make them and kept only
- * so (they are only ever bf16 operands; the o projection's input, the sum
+ * product) and the gate/up products (SwiGLU's inputs, the largest tensors
+ * kept) are written as bf16 by the kernels or GEMMs that make them and kept
+ * only so (the first are only ever bf16 operands; the o projection's input, the sum
  * of both attentions, stays f32 and is narrowed per product). Both
  * attentions take the post-RoPE q, k, v narrowed to bf16 (kept per layer
  * for the backward; the f32 ones live only during the layer's forward),
@@ -168,9 +169,10 @@ typedef struct {
     float *x_in, *rstd1;
     void *u, *u2, *hmid;          /* the inputs of q/k/v, gate/up and down, stored in the frozen weights'
                                    * type: with bf16 storage they are only ever bf16 operands */
+    void *gate, *up;              /* the gate/up products, in the frozen weights' type (SwiGLU's inputs) */
     void *xa[RV_N_PROJ];          /* x A^T [n, rank]: f32, or bf16 with bf16 storage */
     float *q, *k, *v, *attn, *lse, *ib_lse, *ib_den, *o_in;
-    float *x_mid, *rstd2, *gate, *up;
+    float *x_mid, *rstd2;
     void *qb, *kb, *vb;           /* bf16 storage: the post-RoPE q, k, v narrowed to bf16, the operands
                                    * of both attentions (tensor cores); NULL with f32 storage */
 } dacts;
@@ -771,8 +773,8 @@ static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size
     TAKE(la->x_mid, n * d->D);
     TAKE_W(la->u2, n * d->D);
     TAKE(la->rstd2, n);
-    TAKE(la->gate, n * d->F);
-    TAKE(la->up, n * d->F);
+    TAKE_W(la->gate, n * d->F);
+    TAKE_W(la->up, n * d->F);
     TAKE_W(la->hmid, n * d->F);
     return 0;
 }
@@ -969,8 +971,8 @@ static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
  * frozen product and reused for the adapter's (under dropout overwritten,
  * once the frozen product has read it, by x * keep rounded to bf16), the
  * adapters' bf16 copies, and xa written as bf16 (see the top comment). */
-static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, void *xa, float *y,
-                        const ddrop *d)
+static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, void *xa, void *y,
+                        rv_wtype yt, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
     const void *xw = x;   /* x in the weights' type */
@@ -981,7 +983,7 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
                 return -1;
             xw = d->xb;
         }
-        if (rv_cuda_linear(c, y, F32, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
+        if (rv_cuda_linear(c, y, yt, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
             return -1;
     }
     if (r <= 0)
@@ -997,7 +999,7 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
     }
     const void *A = t == F32 ? (const void *)p->a : p->a16, *Bm = t == F32 ? (const void *)p->b : p->b16;
     return rv_cuda_gemm(c, 0, 1, N, r, in, 1.0f, xw, in, A, in, t, 0.0f, xa, r, t) != 0 ||
-                   rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, Bm, r, t, 1.0f, y, out, F32) != 0
+                   rv_cuda_gemm(c, 0, 1, N, out, r, p->scale, xa, r, Bm, r, t, 1.0f, y, out, yt) != 0
                ? -1
                : 0;
 }
@@ -1070,8 +1072,8 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
 
 /* ---------------------------------------------------------------- forward */
 /* Projection `which` of layer la (weights P, dropout masks dr) on input x. */
-#define FWD(which, x, xt, y)                                                                                    \
-    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, &dr[RV_PROJ_##which])
+#define FWD(which, x, xt, y, yt)                                                                                \
+    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, yt, &dr[RV_PROJ_##which])
 /* The backward of projection `which`; when this pass is the net's last
  * through the layer on the final micro-batch (fin), its adapter gradients
  * are now final and are reported to the gradient buckets at once. */
@@ -1140,7 +1142,8 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
 
     if ((!again && dcopy(c, la->x_in, x, n * D) != 0) ||
         rv_cuda_rmsnorm(c, la->u, g->wt, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
-        FWD(Q, la->u, g->wt, la->q) != 0 || FWD(K, la->u, g->wt, la->k) != 0 || FWD(V, la->u, g->wt, la->v) != 0 ||
+        FWD(Q, la->u, g->wt, la->q, F32) != 0 || FWD(K, la->u, g->wt, la->k, F32) != 0 ||
+        FWD(V, la->u, g->wt, la->v, F32) != 0 ||
         rv_cuda_rope(c, la->q, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
                      (size_t)net->rope_len, 1) != 0 ||
         rv_cuda_rope(c, la->k, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab,
@@ -1158,12 +1161,12 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
             return -1;
     }
     const size_t F = (size_t)m->ffn;
-    if (FWD(O, la->o_in, F32, g->sd) != 0 ||
+    if (FWD(O, la->o_in, F32, g->sd, F32) != 0 ||
         rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0 || dcopy(c, la->x_mid, x, n * D) != 0 ||
         rv_cuda_rmsnorm(c, la->u2, g->wt, x, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
-        FWD(GATE, la->u2, g->wt, la->gate) != 0 || FWD(UP, la->u2, g->wt, la->up) != 0 ||
-        rv_cuda_swiglu(c, la->hmid, g->wt, la->gate, F32, la->up, F32, n * F) != 0 ||
-        FWD(DOWN, la->hmid, g->wt, g->sd) != 0 ||
+        FWD(GATE, la->u2, g->wt, la->gate, g->wt) != 0 || FWD(UP, la->u2, g->wt, la->up, g->wt) != 0 ||
+        rv_cuda_swiglu(c, la->hmid, g->wt, la->gate, g->wt, la->up, g->wt, n * F) != 0 ||
+        FWD(DOWN, la->hmid, g->wt, g->sd, F32) != 0 ||
         rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0)
         return -1;
     return 0;
@@ -1208,7 +1211,7 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
         return -1;
     /* MLP: x_out = x_mid + down(silu(gate(u2)) * up(u2)), u2 = norm(x_mid) */
     if (BACK(DOWN, la->hmid, g->wt, dx, g->dhf) != 0 ||
-        rv_cuda_swiglu_backward(c, la->gate, la->up, F32, g->dhf, g->dgate, g->dup, F32, n * F) != 0 ||
+        rv_cuda_swiglu_backward(c, la->gate, la->up, g->wt, g->dhf, g->dgate, g->dup, F32, n * F) != 0 ||
         BACK(GATE, la->u2, g->wt, g->dgate, g->du) != 0 ||
         BACK(UP, la->u2, g->wt, g->dup, g->du) != 0 ||
         rv_cuda_rmsnorm_backward(c, la->x_mid, F32, w->post_norm, F32, la->rstd2, g->du, dx, F32, NULL, n, D) != 0)

@@ -16,8 +16,8 @@
  * frozen and adapter, and both attentions with bf16 operands): loss 2e-3,
  * S, W and gradients 5e-2, gradients norm-wise (||gpu - cpu|| / ||cpu|| per
  * tensor; measured on the emulator with everything bf16, the attentions on
- * the tensor-core kernels: loss 1.0e-3, step 2 2.2e-4, S 1.1e-2, gradients
- * 2.9e-2 retriever, 1.8e-2 LM; with fp32
+ * the tensor-core kernels, gate/up kept in bf16: loss 8.2e-4, step 2
+ * 4.2e-4, S 1.2e-2, gradients 3.7e-2 retriever, 2.0e-2 LM; with fp32
  * attention operands and adapter products it was 5.1e-4, 5.2e-5, 6.8e-3
  * and 3.1e-2 element-wise; the mutations this test was checked with give
  * 0.2-1). That
@@ -85,8 +85,8 @@
  * gradient, the adapters, x A^T and (scale dy B), and the attention
  * operands (q, k, v, the output and its gradient; P and dS inside the
  * tensor-core kernels) to bf16 (~2^-9 relative per element). Gradients are
- * compared norm-wise (rel_l2) there: measured 2.9e-2 (retriever) and
- * 1.8e-2 (LM) on qwen_llama_bf16, where the similarities S already differ
+ * compared norm-wise (rel_l2) there: measured 3.7e-2 (retriever) and
+ * 2.0e-2 (LM) on qwen_llama_bf16, where the similarities S already differ
  * by 1e-2 after the bf16 forward and tau amplifies that in dS. */
 #define BF16_LOSS_TOL 2e-3
 #define BF16_GRAD_TOL 5e-2
