@@ -26,16 +26,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     RV_DYN_SMEM(float, smem);
     float *Qs = smem, *Ks = Qs + ATT_QT * hd, *Vs = Ks + ATT_KT * (hd + 1);
     const int s = seq0 + (int)blockIdx.z, h = blockIdx.y, g = h / rep, kp = hd + 1;
-    int base, n_rows, nk;
-    if (seq_off) {
-        base = seq_off[s];
-        n_rows = seq_off[s + 1] - base;
-        nk = n_rows;
-    } else {
-        base = s * seq_len;
-        n_rows = seq_len;
-        nk = min(max(lengths[s], 0), seq_len);
-    }
+    const att_seq sq = att_seq_rows(seq_off, lengths, seq_len, s);
+    const int base = sq.base, n_rows = sq.n_rows, nk = sq.nk;
     const int t0 = blockIdx.x * ATT_QT;
     if (t0 >= n_rows)
         return;   /* the whole block leaves together, before any barrier */

@@ -16,7 +16,10 @@
  * head_dim is a template parameter (16, 32, ..., 128), so the accumulators
  * are register arrays with compile-time indices. Fragments load with
  * ldmatrix on the GPU (mma_bf16.cuh's rv_ldm_*, the layout of its rv_frag_*,
- * which the emulator runs instead).
+ * which the emulator runs instead). The tile loader and the two warp
+ * products every kernel here is made of (S = A B^T with A the warp's 16
+ * rows of one tile and B rows of another; acc += X R with X in fp32
+ * accumulators) are attn_tc_warp.cuh's, shared with inbatch_attn_tc.cu.
  *
  * Forward (tc_fwd_kernel): block = (64 query rows, head, sequence). Each
  * warp keeps its 16 rows' output (16 x head_dim fp32: head_dim/2 registers a
@@ -57,12 +60,13 @@
  * Registers a thread (nvcc 13, -O3, sm_90; no spills unless noted), head_dim
  * 16/32/48/64/80/96/112/128: forward 80/96/121/127/133/128/168/168; dq
  * 120/128/144/157/168/183/199/215; dk/dv 128/172/168 (4 bytes
- * spilled)/220/196/228/224/244. Shared memory: 3 (forward) or 4 (backward)
- * tiles of 64 x (head_dim + 8) bf16: 52 / 68 KiB at head_dim 128 (opt-in
- * above 48 KiB through att_smem_ready). Speed is not measured yet. */
+ * spilled)/220/168 (4 bytes spilled)/224/222/244. Shared memory: 3
+ * (forward) or 4 (backward) tiles of 64 x (head_dim + 8) bf16: 52 / 68 KiB
+ * at head_dim 128 (opt-in above 48 KiB through att_smem_ready). Speed is
+ * not measured yet. */
 #include "attention_tc.h"
 #include "attn_tiles.cuh"   /* att_smem_ready */
-#include "mma_bf16.cuh"
+#include "attn_tc_warp.cuh"   /* atc_tile_load, atc_abt(2), atc_xr(2), atc_aligned16, ATC_HD_SWITCH */
 
 #include <math.h>
 
@@ -72,54 +76,6 @@
 #define TC_MAX_GRID_Z 65535
 #define TC_LOG2E 1.4426950408889634f
 #define TC_LN2 0.69314718055994531f
-
-/* ---------------------------------------------------------------- tile loads */
-__device__ __forceinline__ void tc_copy16(uint16_t *dst, const uint16_t *src)
-{
-#ifdef RV_CUDA_EMULATE
-    memcpy(dst, src, 16);
-#else
-    *(uint4 *)dst = *(const uint4 *)src;
-#endif
-}
-
-__device__ __forceinline__ void tc_zero16(uint16_t *dst)
-{
-#ifdef RV_CUDA_EMULATE
-    memset(dst, 0, 16);
-#else
-    *(uint4 *)dst = make_uint4(0u, 0u, 0u, 0u);
-#endif
-}
-
-/* Rows row0 .. row0+63 of a bf16 tensor (element (row, d) at
- * src[row*stride + off + d]) into dst[r*(HD+8) + d]; rows r >= valid are
- * zeros (masked keys meet P = 0, and 0 times a NaN left in shared memory
- * would not be 0). Every thread of the block must call it. */
-template <int HD>
-__device__ __forceinline__ void tc_tile_load(uint16_t *dst, const uint16_t *src, size_t row0, size_t stride,
-                                             size_t off, int valid, int vec)
-{
-    constexpr int CH = HD / 8, LD = HD + 8;   /* 8-element chunks per row */
-#pragma unroll
-    for (int it = 0; it < TC_T * CH / TC_THREADS; it++) {
-        const int i = it * TC_THREADS + (int)threadIdx.x, r = i / CH, c = (i % CH) * 8;
-        uint16_t *d = dst + r * LD + c;
-        if (r >= valid) {
-            tc_zero16(d);
-            continue;
-        }
-        const uint16_t *s = src + (row0 + (size_t)r) * stride + off + c;
-        if (vec)
-            tc_copy16(d, s);
-        else
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                d[j] = s[j];
-    }
-}
-
-static bool tc_aligned16(const void *p) { return p == NULL || ((uintptr_t)p & 15u) == 0; }
 
 /* ---------------------------------------------------------------- forward */
 /* Sequence s = seq0 + blockIdx.z: with seq_off, rows seq_off[s] ..
@@ -131,25 +87,18 @@ __global__ void __launch_bounds__(TC_THREADS)
                   const uint16_t *v, size_t kv_stride, int vec, const int *seq_off, const int *lengths, int seq_len,
                   int seq0, int n_heads, int rep, float sl2, float *lse)
 {
-    constexpr int LD = HD + 8, NT = TC_T / 8, ND = HD / 8, KS = HD / 16;
+    constexpr int LD = HD + 8, NT = TC_T / 8, ND = HD / 8;
     RV_DYN_SMEM(uint16_t, smem);
     uint16_t *Qs = smem, *Ks = Qs + TC_T * LD, *Vs = Ks + TC_T * LD;
     const int s = seq0 + (int)blockIdx.z, h = blockIdx.y, g = h / rep;
-    int base, n_rows, nk;
-    if (seq_off) {
-        base = seq_off[s];
-        n_rows = seq_off[s + 1] - base;
-        nk = n_rows;
-    } else {
-        base = s * seq_len;
-        n_rows = seq_len;
-        nk = min(max(lengths[s], 0), seq_len);
-    }
+    const att_seq sq = att_seq_rows(seq_off, lengths, seq_len, s);
+    const int base = sq.base, n_rows = sq.n_rows, nk = sq.nk;
     const int t0 = blockIdx.x * TC_T;
     if (t0 >= n_rows)
         return;   /* the whole block leaves together, before any barrier */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, cq = lane & 3;
-    tc_tile_load<HD>(Qs, q, (size_t)base + t0, q_stride, (size_t)h * HD, min(TC_T, n_rows - t0), vec);
+    atc_tile_load<HD, TC_T, TC_THREADS>(Qs, q, (size_t)base + t0, q_stride, (size_t)h * HD, min(TC_T, n_rows - t0),
+                                        vec);
     const int key_end = min(min(t0 + TC_T, n_rows), nk);   /* keys <= the last row, < nk */
     const int w0 = t0 + warp * 16;                          /* the warp's first row */
     const int row[2] = {w0 + gq, w0 + gq + 8};              /* the lane's rows (accumulator i / 2) */
@@ -164,8 +113,8 @@ __global__ void __launch_bounds__(TC_THREADS)
     for (int k0 = 0; k0 < key_end; k0 += TC_T) {
         const int n_valid = min(TC_T, key_end - k0);
         __syncthreads();   /* the previous tile is no longer read (and Qs is loaded) */
-        tc_tile_load<HD>(Ks, k, (size_t)base + k0, kv_stride, (size_t)g * HD, n_valid, vec);
-        tc_tile_load<HD>(Vs, v, (size_t)base + k0, kv_stride, (size_t)g * HD, n_valid, vec);
+        atc_tile_load<HD, TC_T, TC_THREADS>(Ks, k, (size_t)base + k0, kv_stride, (size_t)g * HD, n_valid, vec);
+        atc_tile_load<HD, TC_T, TC_THREADS>(Vs, v, (size_t)base + k0, kv_stride, (size_t)g * HD, n_valid, vec);
         __syncthreads();
         /* 8-key groups the warp needs (keys <= its last row, < key_end), and
          * whether any key of the tile is masked for one of its rows */
@@ -173,25 +122,7 @@ __global__ void __launch_bounds__(TC_THREADS)
         const bool edge = n_live < NT || k0 + TC_T - 1 > w0 || k0 + TC_T > nk;
 
         float sc[NT][4];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                sc[nt][i] = 0.0f;
-#pragma unroll
-        for (int ks = 0; ks < KS; ks++) {
-            uint32_t a[4];
-            rv_ldm_a(a, Qw + ks * 16, LD, lane);
-#pragma unroll
-            for (int nt = 0; nt < NT; nt += 2)
-                if (nt < n_live) {
-                    uint32_t b0[2], b1[2];
-                    rv_ldm_b_cols2(b0, b1, Ks + nt * 8 * LD + ks * 16, LD, lane);
-                    rv_mma_bf16(sc[nt], a, b0);
-                    if (nt + 1 < n_live)
-                        rv_mma_bf16(sc[nt + 1], a, b1);
-                }
-        }
+        atc_abt<HD, NT>(sc, Qw, Ks, 0, n_live, lane);
         /* online softmax, log2 units: row max over the lane's 16 keys, then the quad */
         float mx[2] = {m[0], m[1]};
 #pragma unroll
@@ -229,20 +160,7 @@ __global__ void __launch_bounds__(TC_THREADS)
                 sc[nt][i] = p;
                 l[i >> 1] += p;   /* the lane's share; the quad sums at the end */
             }
-        /* O += P V, 16 keys at a time */
-#pragma unroll
-        for (int kk = 0; kk < NT / 2; kk++)
-            if (2 * kk < n_live) {
-                uint32_t a[4];
-                rv_frag_a_from_acc(a, sc[2 * kk], sc[2 * kk + 1]);
-#pragma unroll
-                for (int nd = 0; nd < ND; nd += 2) {
-                    uint32_t b0[2], b1[2];
-                    rv_ldm_b_rows2(b0, b1, Vs + kk * 16 * LD + nd * 8, LD, lane);
-                    rv_mma_bf16(o[nd], a, b0);
-                    rv_mma_bf16(o[nd + 1], a, b1);
-                }
-            }
+        atc_xr<HD, NT>(o, sc, Vs, 0, n_live, lane);   /* O += P V */
     }
 #pragma unroll
     for (int j = 0; j < 2; j++) {
@@ -285,21 +203,6 @@ static int tc_forward_hd(rv_cuda *c, void *out, rv_wtype out_t, size_t out_strid
     return 0;
 }
 
-/* One case per head_dim the kernels are built for (multiples of 16 to 128). */
-#define TC_HD_DISPATCH(hd, CALL)                                                                      \
-    switch (hd) {                                                                                     \
-    case 16: return CALL(16);                                                                         \
-    case 32: return CALL(32);                                                                         \
-    case 48: return CALL(48);                                                                         \
-    case 64: return CALL(64);                                                                         \
-    case 80: return CALL(80);                                                                         \
-    case 96: return CALL(96);                                                                         \
-    case 112: return CALL(112);                                                                       \
-    case 128: return CALL(128);                                                                       \
-    default: return rv_error_set("cuda attention (tensor cores): head_dim %zu is not a multiple of 16 in 16..128", \
-                                 (size_t)(hd));                                                       \
-    }
-
 int rv_attn_tc_forward(rv_cuda *c, void *out, rv_wtype out_t, size_t out_stride, const void *q, size_t q_stride,
                        const void *k, const void *v, size_t kv_stride, const int *seq_off, const int *lengths,
                        int seq_len, size_t n_seqs, size_t max_rows, size_t n_heads, size_t n_kv_heads,
@@ -308,12 +211,12 @@ int rv_attn_tc_forward(rv_cuda *c, void *out, rv_wtype out_t, size_t out_stride,
     const size_t tiles = (max_rows + TC_T - 1) / TC_T;
     if (tiles > 0x7fffffffu)
         return rv_error_set("cuda attention: %zu rows are too many", max_rows);
-    const int vec = tc_aligned16(q) && tc_aligned16(k) && tc_aligned16(v) && q_stride % 8 == 0 && kv_stride % 8 == 0;
+    const int vec = atc_aligned16(q) && atc_aligned16(k) && atc_aligned16(v) && q_stride % 8 == 0 && kv_stride % 8 == 0;
     const int rep = (int)(n_heads / n_kv_heads);
 #define TC_FWD(HD)                                                                                    \
     tc_forward_hd<HD>(c, out, out_t, out_stride, q, q_stride, k, v, kv_stride, vec, seq_off, lengths, seq_len, \
                       n_seqs, tiles, n_heads, rep, lse)
-    TC_HD_DISPATCH(head_dim, TC_FWD)
+    ATC_HD_SWITCH(head_dim, TC_FWD, "cuda attention")
 #undef TC_FWD
 }
 
@@ -328,7 +231,7 @@ __global__ void __launch_bounds__(TC_THREADS)
     tc_bwd_dq_kernel(tc_dims dm, const int *lengths, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                      const uint16_t *dout, int vec, const float *lse, const float *Dbuf, void *dq, int grad_t)
 {
-    constexpr int LD = HD + 8, NT = TC_T / 8, ND = HD / 8, KS = HD / 16;
+    constexpr int LD = HD + 8, NT = TC_T / 8, ND = HD / 8;
     RV_DYN_SMEM(uint16_t, smem);
     uint16_t *Qs = smem, *Gs = Qs + TC_T * LD, *Ks = Gs + TC_T * LD, *Vs = Ks + TC_T * LD;
     const int b = blockIdx.z, h = blockIdx.y, g = h / dm.rep, t0 = blockIdx.x * TC_T, L = dm.L;
@@ -336,8 +239,8 @@ __global__ void __launch_bounds__(TC_THREADS)
     const size_t ldq = (size_t)dm.H * HD, ldk = (size_t)dm.Hkv * HD;
     const int nk = min(max(lengths[b], 0), L);
     const int q_valid = min(TC_T, L - t0);
-    tc_tile_load<HD>(Qs, q, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
-    tc_tile_load<HD>(Gs, dout, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
+    atc_tile_load<HD, TC_T, TC_THREADS>(Qs, q, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
+    atc_tile_load<HD, TC_T, TC_THREADS>(Gs, dout, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
     const int key_end = min(min(t0 + TC_T, L), nk);   /* keys <= the last row of the tile, < nk */
     const int w0 = t0 + warp * 16;
     const int row[2] = {w0 + gq, w0 + gq + 8};
@@ -359,37 +262,14 @@ __global__ void __launch_bounds__(TC_THREADS)
     for (int k0 = 0; k0 < key_end; k0 += TC_T) {
         const int n_valid = min(TC_T, key_end - k0);
         __syncthreads();   /* the previous tile is no longer read (and Qs, Gs are loaded) */
-        tc_tile_load<HD>(Ks, k, (size_t)b * L + k0, ldk, (size_t)g * HD, n_valid, vec);
-        tc_tile_load<HD>(Vs, v, (size_t)b * L + k0, ldk, (size_t)g * HD, n_valid, vec);
+        atc_tile_load<HD, TC_T, TC_THREADS>(Ks, k, (size_t)b * L + k0, ldk, (size_t)g * HD, n_valid, vec);
+        atc_tile_load<HD, TC_T, TC_THREADS>(Vs, v, (size_t)b * L + k0, ldk, (size_t)g * HD, n_valid, vec);
         __syncthreads();
         const int n_live = min(min(NT, (w0 + 15 - k0) / 8 + 1), (n_valid + 7) / 8);
         const bool edge = n_live < NT || k0 + TC_T - 1 > w0 || k0 + TC_T > nk;
 
         float sc[NT][4], dp[NT][4];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                sc[nt][i] = dp[nt][i] = 0.0f;
-#pragma unroll
-        for (int ks = 0; ks < KS; ks++) {
-            uint32_t aq[4], ag[4];
-            rv_ldm_a(aq, Qw + ks * 16, LD, lane);
-            rv_ldm_a(ag, Gw + ks * 16, LD, lane);
-#pragma unroll
-            for (int nt = 0; nt < NT; nt += 2)
-                if (nt < n_live) {
-                    uint32_t b0[2], b1[2];
-                    rv_ldm_b_cols2(b0, b1, Ks + nt * 8 * LD + ks * 16, LD, lane);
-                    rv_mma_bf16(sc[nt], aq, b0);
-                    if (nt + 1 < n_live)
-                        rv_mma_bf16(sc[nt + 1], aq, b1);
-                    rv_ldm_b_cols2(b0, b1, Vs + nt * 8 * LD + ks * 16, LD, lane);
-                    rv_mma_bf16(dp[nt], ag, b0);
-                    if (nt + 1 < n_live)
-                        rv_mma_bf16(dp[nt + 1], ag, b1);
-                }
-        }
+        atc_abt2<HD, NT>(sc, Qw, Ks, dp, Gw, Vs, 0, n_live, lane);   /* S = Q K^T, dP = dO V^T */
         /* dS = P (dP - D) scale, in place of S */
 #pragma unroll
         for (int nt = 0; nt < NT; nt++)
@@ -403,20 +283,7 @@ __global__ void __launch_bounds__(TC_THREADS)
                 const float p = valid ? exp2f(sc[nt][i] * dm.sl2 - lse2[i >> 1]) : 0.0f;
                 sc[nt][i] = p * (dp[nt][i] - Dr[i >> 1]) * dm.scale;
             }
-        /* dQ += dS K, 16 keys at a time */
-#pragma unroll
-        for (int kk = 0; kk < NT / 2; kk++)
-            if (2 * kk < n_live) {
-                uint32_t a[4];
-                rv_frag_a_from_acc(a, sc[2 * kk], sc[2 * kk + 1]);
-#pragma unroll
-                for (int nd = 0; nd < ND; nd += 2) {
-                    uint32_t b0[2], b1[2];
-                    rv_ldm_b_rows2(b0, b1, Ks + kk * 16 * LD + nd * 8, LD, lane);
-                    rv_mma_bf16(dqa[nd], a, b0);
-                    rv_mma_bf16(dqa[nd + 1], a, b1);
-                }
-            }
+        atc_xr<HD, NT>(dqa, sc, Ks, 0, n_live, lane);   /* dQ += dS K */
     }
 #pragma unroll
     for (int j = 0; j < 2; j++) {
@@ -442,7 +309,7 @@ __global__ void __launch_bounds__(TC_THREADS)
                       const uint16_t *dout, int vec, const float *lse, const float *Dbuf, void *dk, void *dv,
                       int grad_t)
 {
-    constexpr int LD = HD + 8, NC = QC / 8, ND = HD / 8, KS = HD / 16;
+    constexpr int LD = HD + 8, NC = QC / 8, ND = HD / 8;
     RV_DYN_SMEM(uint16_t, smem);
     uint16_t *Ks = smem, *Vs = Ks + TC_T * LD, *Qs = Vs + TC_T * LD, *Gs = Qs + TC_T * LD;
     float *s_lse2 = (float *)(Gs + TC_T * LD), *s_D = s_lse2 + TC_T;
@@ -453,8 +320,8 @@ __global__ void __launch_bounds__(TC_THREADS)
     if (s0 >= nk)
         return;   /* no real key in this tile: the whole block leaves before any barrier */
     const int k_valid = min(TC_T, nk - s0);
-    tc_tile_load<HD>(Ks, k, (size_t)b * L + s0, ldk, (size_t)g * HD, k_valid, vec);
-    tc_tile_load<HD>(Vs, v, (size_t)b * L + s0, ldk, (size_t)g * HD, k_valid, vec);
+    atc_tile_load<HD, TC_T, TC_THREADS>(Ks, k, (size_t)b * L + s0, ldk, (size_t)g * HD, k_valid, vec);
+    atc_tile_load<HD, TC_T, TC_THREADS>(Vs, v, (size_t)b * L + s0, ldk, (size_t)g * HD, k_valid, vec);
     const int w0 = s0 + warp * 16;                  /* the warp's first key */
     const int key[2] = {w0 + gq, w0 + gq + 8};      /* the lane's keys (accumulator i / 2) */
     const bool warp_live = w0 < nk;
@@ -471,8 +338,8 @@ __global__ void __launch_bounds__(TC_THREADS)
         for (int t0 = s0; t0 < L; t0 += TC_T) {   /* rows t < s0 see none of these keys */
             const int q_valid = min(TC_T, L - t0);
             __syncthreads();   /* the previous query tile is no longer read (and Ks/Vs are loaded) */
-            tc_tile_load<HD>(Qs, q, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
-            tc_tile_load<HD>(Gs, dout, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
+            atc_tile_load<HD, TC_T, TC_THREADS>(Qs, q, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
+            atc_tile_load<HD, TC_T, TC_THREADS>(Gs, dout, (size_t)b * L + t0, ldq, (size_t)h * HD, q_valid, vec);
             if (threadIdx.x < TC_T) {
                 const int tt = threadIdx.x;
                 const bool ok = tt < q_valid;
@@ -491,33 +358,8 @@ __global__ void __launch_bounds__(TC_THREADS)
                 const int nt_lo = max(0, (w0 - q_lo) / 8), nt_hi = min(NC, (L - q_lo + 7) / 8);
                 const bool edge = nt_lo > 0 || nt_hi < NC || q_lo < w0 + 15 || q_lo + QC > L || w0 + 15 >= nk;
                 float sc[NC][4], dp[NC][4];
-#pragma unroll
-                for (int nt = 0; nt < NC; nt++)
-#pragma unroll
-                    for (int i = 0; i < 4; i++)
-                        sc[nt][i] = dp[nt][i] = 0.0f;
-#pragma unroll
-                for (int ks = 0; ks < KS; ks++) {
-                    uint32_t ak[4], av[4];
-                    rv_ldm_a(ak, Kw + ks * 16, LD, lane);
-                    rv_ldm_a(av, Vw + ks * 16, LD, lane);
-#pragma unroll
-                    for (int nt = 0; nt < NC; nt += 2)
-                        if (nt + 1 >= nt_lo && nt < nt_hi) {
-                            const bool live0 = nt >= nt_lo, live1 = nt + 1 < nt_hi;
-                            uint32_t b0[2], b1[2];
-                            rv_ldm_b_cols2(b0, b1, Qs + (c0 + nt * 8) * LD + ks * 16, LD, lane);
-                            if (live0)
-                                rv_mma_bf16(sc[nt], ak, b0);
-                            if (live1)
-                                rv_mma_bf16(sc[nt + 1], ak, b1);
-                            rv_ldm_b_cols2(b0, b1, Gs + (c0 + nt * 8) * LD + ks * 16, LD, lane);
-                            if (live0)
-                                rv_mma_bf16(dp[nt], av, b0);
-                            if (live1)
-                                rv_mma_bf16(dp[nt + 1], av, b1);
-                        }
-                }
+                /* S^T = K Q^T, dP^T = V dO^T */
+                atc_abt2<HD, NC>(sc, Kw, Qs + c0 * LD, dp, Vw, Gs + c0 * LD, nt_lo, nt_hi, lane);
                 /* P^T in sc, dS^T in dp (rows: keys; columns: queries) */
 #pragma unroll
                 for (int nt = 0; nt < NC; nt++)
@@ -533,24 +375,8 @@ __global__ void __launch_bounds__(TC_THREADS)
                         sc[nt][i] = p;
                         dp[nt][i] = p * (dp[nt][i] - s_D[qi]) * dm.scale;
                     }
-                /* dV += P^T dO, dK += dS^T Q, 16 queries at a time */
-#pragma unroll
-                for (int kk = 0; kk < NC / 2; kk++)
-                    if (2 * kk + 1 >= nt_lo && 2 * kk < nt_hi) {
-                        uint32_t ap[4], ad[4];
-                        rv_frag_a_from_acc(ap, sc[2 * kk], sc[2 * kk + 1]);
-                        rv_frag_a_from_acc(ad, dp[2 * kk], dp[2 * kk + 1]);
-#pragma unroll
-                        for (int nd = 0; nd < ND; nd += 2) {
-                            uint32_t b0[2], b1[2];
-                            rv_ldm_b_rows2(b0, b1, Gs + (c0 + kk * 16) * LD + nd * 8, LD, lane);
-                            rv_mma_bf16(dva[nd], ap, b0);
-                            rv_mma_bf16(dva[nd + 1], ap, b1);
-                            rv_ldm_b_rows2(b0, b1, Qs + (c0 + kk * 16) * LD + nd * 8, LD, lane);
-                            rv_mma_bf16(dka[nd], ad, b0);
-                            rv_mma_bf16(dka[nd + 1], ad, b1);
-                        }
-                    }
+                /* dV += P^T dO, dK += dS^T Q */
+                atc_xr2<HD, NC>(dva, sc, Gs + c0 * LD, dka, dp, Qs + c0 * LD, nt_lo, nt_hi, lane);
             }
         }
     }
@@ -608,8 +434,8 @@ int rv_attn_tc_backward(rv_cuda *c, const rv_attn_shape *s, const int *lengths, 
     const double scale = 1.0 / sqrt((double)s->head_dim);
     const tc_dims dm = {s->batch, s->seq_len, s->n_heads, s->n_kv_heads, s->n_heads / s->n_kv_heads, (float)scale,
                         (float)(scale * 1.4426950408889634)};
-    const int vec = tc_aligned16(q) && tc_aligned16(k) && tc_aligned16(v) && tc_aligned16(dout);
+    const int vec = atc_aligned16(q) && atc_aligned16(k) && atc_aligned16(v) && atc_aligned16(dout);
 #define TC_BWD(HD) tc_backward_hd<HD>(c, dm, lengths, q, k, v, dout, vec, lse, Dbuf, dq, dk, dv, grad_t)
-    TC_HD_DISPATCH((size_t)s->head_dim, TC_BWD)
+    ATC_HD_SWITCH(s->head_dim, TC_BWD, "cuda attention")
 #undef TC_BWD
 }

@@ -5,6 +5,7 @@
  *                      zero-filled past the valid rows, optionally with row L2 norms
  *   att_rows_dot_key, att_rows_accumulate
  *                      a warp's ATT_R query rows against the lane's key; P V for them
+ *   att_seq_rows       the rows and keys of one sequence of a causal attention launch
  *   att_smem_ready     raises a kernel's dynamic shared-memory limit when > 48 KiB
  * The kernels are "straightforward tiled": one warp owns a few query rows,
  * lane j scores key j of the tile (a head_dim dot product from shared
@@ -83,6 +84,23 @@ __device__ __forceinline__ void att_rows_accumulate(float (*acc)[ATT_NC], const 
                 acc[r][c] += pj * vj[c];
         }
     }
+}
+
+/* Sequence s of a causal attention (attention.cu and attention_tc.cu take
+ * the same two layouts): with seq_off (packed sequences), rows seq_off[s] ..
+ * seq_off[s+1]-1, every earlier row of the sequence a key; without (a
+ * padded batch), rows s*seq_len .. +seq_len-1 with keys < lengths[s]
+ * (clamped to 0 .. seq_len). */
+struct att_seq {
+    int base, n_rows, nk;   /* first row, rows, keys */
+};
+__device__ __forceinline__ att_seq att_seq_rows(const int *seq_off, const int *lengths, int seq_len, int s)
+{
+    if (seq_off) {
+        const int base = seq_off[s], n = seq_off[s + 1] - base;
+        return {base, n, n};
+    }
+    return {s * seq_len, seq_len, min(max(lengths[s], 0), seq_len)};
 }
 
 /* Checks `bytes` of dynamic shared memory against the device and opts the

@@ -39,12 +39,17 @@
  * shared-memory V tile) and every accumulation are fp32. The exponentials
  * are exp2f of log2e-prescaled scores; lse is stored in natural-log units.
  *
+ * The tile loader and the two warp products (S = A B^T: Q K^T, G V^T,
+ * K Q^T, V G^T; acc += X R: P V, dS K, dS^T Q, (P f)^T G) are
+ * attn_tc_warp.cuh's, shared with attention_tc.cu; fragments load with
+ * ldmatrix on the GPU (mma_bf16.cuh's rv_ldm_*; rv_frag_* on the emulator).
+ *
  * Shared memory: tiles are bf16 with a row pitch of HD + 8 elements (a
  * fragment load then touches 32 different banks; rows stay 16-byte
- * aligned for the 16-byte tile loads). Per block (HD = 128): forward 52 KB,
- * dq 69 KB, dk/dv 52 KB, so att_smem_ready opts in above 48 KB. Rows past
- * the valid keys or queries are zero-filled (a NaN or Inf in an unused row
- * would poison an mma), and masked columns get P = 0.
+ * aligned for the 16-byte tile loads and ldmatrix). Per block (HD = 128):
+ * forward 52 KB, dq 69 KB, dk/dv 52 KB, so att_smem_ready opts in above
+ * 48 KB. Rows past the valid keys or queries are zero-filled (a NaN or Inf
+ * in an unused row would poison an mma), and masked columns get P = 0.
  *
  * Tile loads use 16-byte loads when q, k, v and dout are 16-byte aligned
  * (checked on the host; every row offset is a multiple of 16 elements), two-
@@ -54,10 +59,9 @@
 #include "inbatch_attn_tc.h"
 
 #include "attn_tiles.cuh"   /* att_smem_ready */
-#include "mma_bf16.cuh"
+#include "attn_tc_warp.cuh"   /* atc_tile_load, atc_abt, atc_xr, atc_aligned16, ATC_HD_SWITCH */
 
 #include <math.h>
-#include <string.h>
 
 #define IBTC_WARPS 4
 #define IBTC_THREADS (IBTC_WARPS * 32)
@@ -84,51 +88,6 @@ struct ibtc_args {
 
 /* ---------------------------------------------------------------- tiles */
 
-/* 8 bf16 (16 bytes) from global memory to shared memory; dst is 16-byte
- * aligned, src is when vec. */
-__device__ __forceinline__ void ibtc_copy8(uint16_t *dst, const uint16_t *src, int vec)
-{
-#ifdef RV_CUDA_EMULATE
-    (void)vec;
-    memcpy(dst, src, 16);
-#else
-    if (vec) {
-        *(uint4 *)dst = *(const uint4 *)src;
-    } else {
-#pragma unroll
-        for (int e = 0; e < 8; e++)
-            dst[e] = src[e];
-    }
-#endif
-}
-
-__device__ __forceinline__ void ibtc_zero8(uint16_t *dst)
-{
-#ifdef RV_CUDA_EMULATE
-    memset(dst, 0, 16);
-#else
-    *(uint4 *)dst = make_uint4(0, 0, 0, 0);
-#endif
-}
-
-/* Rows row0 .. row0+n_rows-1 of a [tokens, heads, HD] bf16 tensor (element
- * (row, d) at (row*stride + off + d)) into dst[r*(HD+8) + d]; rows r >= valid
- * are zeros. Consecutive threads take consecutive 16-byte pieces of a row
- * (coalesced). Every thread of the block must call it. */
-template <int HD>
-__device__ __forceinline__ void ibtc_load_tile(uint16_t *dst, const uint16_t *src, size_t row0, size_t stride,
-                                               size_t off, int n_rows, int valid, int vec)
-{
-    constexpr int LD = HD + 8, CH = HD / 8;
-    for (int e = threadIdx.x; e < n_rows * CH; e += IBTC_THREADS) {
-        const int r = e / CH, c = e - r * CH;
-        if (r < valid)
-            ibtc_copy8(dst + r * LD + c * 8, src + (row0 + r) * stride + off + c * 8, vec);
-        else
-            ibtc_zero8(dst + r * LD + c * 8);
-    }
-}
-
 /* norms[r] = ||row r|| of an N-row bf16 tile (fp32 sum of squares): 128/N
  * threads per row, each over a contiguous part, combined by shuffles. Every
  * thread of the block must call it (N = 32 or 64). */
@@ -153,53 +112,25 @@ __device__ __forceinline__ void ibtc_row_norms(float *norms, const uint16_t *til
         norms[r] = sqrtf(ss);
 }
 
-/* ---------------------------------------------------------------- warp products */
-
-/* s[n] = A B^T for the warp's 16 rows of A (Aw, row-major, HD wide) against
- * the rows 8n .. 8n+7 of Bt (row-major, HD wide; e.g. K rows for Q K^T):
- * a 16 x 8N tile. Tiles n with 8n >= n_valid are left at 0 (the caller masks
- * them). Every lane of the warp must call it. */
-template <int HD, int N>
-__device__ __forceinline__ void ibtc_abt(float (*s)[4], const uint16_t *Aw, const uint16_t *Bt, int n_valid, int lane)
+/* Keys k0 .. k0+KT-1 of sequence j, kv head g: K and V rows into Ks, Vs
+ * (zeros past n_keys) and, with v_norm, the V rows' norms into vn. Opens
+ * with a barrier (the previous tile is no longer read, and tiles loaded
+ * before the loop are complete) and closes with one (this tile is ready).
+ * Every thread of the block must call it. */
+template <int HD, int KT>
+__device__ __forceinline__ void ibtc_key_tile(uint16_t *Ks, uint16_t *Vs, float *vn, const uint16_t *k,
+                                              const uint16_t *v, const ibtc_args &dm, int j, int g, int k0,
+                                              int n_keys)
 {
-    constexpr int LD = HD + 8;
-#pragma unroll
-    for (int n = 0; n < N; n++)
-        s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) {
-        uint32_t a[4];
-        rv_frag_a(a, Aw + ks * 16, LD, lane);
-#pragma unroll
-        for (int n = 0; n < N; n++)
-            if (n * 8 < n_valid) {   /* warp-uniform */
-                uint32_t b[2];
-                rv_frag_b_cols(b, Bt + n * 8 * LD + ks * 16, LD, lane);
-                rv_mma_bf16(s[n], a, b);
-            }
+    const size_t row0 = (size_t)j * dm.L + k0, ldk = (size_t)dm.Hkv * HD;
+    __syncthreads();
+    atc_tile_load<HD, KT, IBTC_THREADS>(Ks, k, row0, ldk, (size_t)g * HD, n_keys, dm.vec);
+    atc_tile_load<HD, KT, IBTC_THREADS>(Vs, v, row0, ldk, (size_t)g * HD, n_keys, dm.vec);
+    __syncthreads();
+    if (dm.v_norm) {
+        ibtc_row_norms<HD, KT>(vn, Vs);
+        __syncthreads();
     }
-}
-
-/* acc += X R for the warp's 16 x 8N tile X held in accumulators x (rounded
- * to bf16 here) and the rows 0 .. 8N-1 of R (row-major, HD wide; e.g. V rows
- * for P V): a 16 x HD tile. Row blocks of 16 at or past n_valid are skipped
- * (their X is 0). Every lane of the warp must call it. */
-template <int HD, int N>
-__device__ __forceinline__ void ibtc_xr(float (*acc)[4], float (*x)[4], const uint16_t *R, int n_valid, int lane)
-{
-    constexpr int LD = HD + 8;
-#pragma unroll
-    for (int kk = 0; kk < N / 2; kk++)
-        if (kk * 16 < n_valid) {   /* warp-uniform */
-            uint32_t a[4];
-            rv_frag_a_from_acc(a, x[2 * kk], x[2 * kk + 1]);
-#pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                uint32_t b[2];
-                rv_frag_b_rows(b, R + kk * 16 * LD + n * 8, LD, lane);
-                rv_mma_bf16(acc[n], a, b);
-            }
-        }
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -217,9 +148,10 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qc = lane & 3;
     const int row[2] = {t0 + warp * 16 + (lane >> 2), t0 + warp * 16 + (lane >> 2) + 8};   /* this lane's rows */
     const bool active = t0 + warp * 16 < L;   /* warp-uniform: the warp has a real row */
-    const size_t ldq = (size_t)H * HD, ldk = (size_t)dm.Hkv * HD;
+    const size_t ldq = (size_t)H * HD;
     const float sl2 = dm.scale * IBTC_LOG2E;
-    ibtc_load_tile<HD>(Qs, q, (size_t)i * L + t0, ldq, (size_t)h * HD, IBTC_QT, min(IBTC_QT, L - t0), dm.vec);
+    atc_tile_load<HD, IBTC_QT, IBTC_THREADS>(Qs, q, (size_t)i * L + t0, ldq, (size_t)h * HD, min(IBTC_QT, L - t0),
+                                             dm.vec);
     const uint16_t *Qw = Qs + warp * 16 * LD;
 
     float o[NT][4];
@@ -246,18 +178,11 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
             acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
         for (int k0 = 0; k0 < nk; k0 += KT) {
             const int n_keys = min(KT, nk - k0);
-            __syncthreads();   /* the previous tile is no longer read (and Qs is loaded) */
-            ibtc_load_tile<HD>(Ks, k, (size_t)j * L + k0, ldk, (size_t)g * HD, KT, n_keys, dm.vec);
-            ibtc_load_tile<HD>(Vs, v, (size_t)j * L + k0, ldk, (size_t)g * HD, KT, n_keys, dm.vec);
-            __syncthreads();
-            if (dm.v_norm) {
-                ibtc_row_norms<HD, KT>(vn, Vs);
-                __syncthreads();
-            }
+            ibtc_key_tile<HD, KT>(Ks, Vs, vn, k, v, dm, j, g, k0, n_keys);
             if (!active)
                 continue;
             float s[SN][4];
-            ibtc_abt<HD, SN>(s, Qw, Ks, n_keys, lane);
+            atc_abt<HD, SN>(s, Qw, Ks, 0, (n_keys + 7) / 8, lane);
             /* online softmax in log2 units: the tile's row max over the quad */
             float mt[2] = {-INFINITY, -INFINITY}, corr[2];
 #pragma unroll
@@ -292,7 +217,7 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
                     if (dm.v_norm)
                         nl[e >> 1] += p * vn[n * 8 + 2 * qc + (e & 1)];
                 }
-            ibtc_xr<HD, SN>(acc, s, Vs, n_keys, lane);
+            atc_xr<HD, SN>(acc, s, Vs, 0, (n_keys + 7) / 8, lane);
         }
         if (!active)
             continue;
@@ -342,11 +267,11 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, qc = lane & 3;
     const int row[2] = {t0 + warp * 16 + (lane >> 2), t0 + warp * 16 + (lane >> 2) + 8};
     const bool active = t0 + warp * 16 < L;
-    const size_t ldq = (size_t)H * HD, ldk = (size_t)dm.Hkv * HD;
+    const size_t ldq = (size_t)H * HD;
     const float sl2 = dm.scale * IBTC_LOG2E;
     const int q_valid = min(IBTC_QT, L - t0);
-    ibtc_load_tile<HD>(Qs, q, (size_t)i * L + t0, ldq, (size_t)h * HD, IBTC_QT, q_valid, dm.vec);
-    ibtc_load_tile<HD>(Gs, dout, (size_t)i * L + t0, ldq, (size_t)h * HD, IBTC_QT, q_valid, dm.vec);
+    atc_tile_load<HD, IBTC_QT, IBTC_THREADS>(Qs, q, (size_t)i * L + t0, ldq, (size_t)h * HD, q_valid, dm.vec);
+    atc_tile_load<HD, IBTC_QT, IBTC_THREADS>(Gs, dout, (size_t)i * L + t0, ldq, (size_t)h * HD, q_valid, dm.vec);
     const uint16_t *Qw = Qs + warp * 16 * LD, *Gw = Gs + warp * 16 * LD;
 
     float dqa[NT][4];
@@ -373,18 +298,11 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
             acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
         for (int k0 = 0; k0 < nk; k0 += KT) {
             const int n_keys = min(KT, nk - k0);
-            __syncthreads();
-            ibtc_load_tile<HD>(Ks, k, (size_t)j * L + k0, ldk, (size_t)g * HD, KT, n_keys, dm.vec);
-            ibtc_load_tile<HD>(Vs, v, (size_t)j * L + k0, ldk, (size_t)g * HD, KT, n_keys, dm.vec);
-            __syncthreads();
-            if (dm.v_norm) {
-                ibtc_row_norms<HD, KT>(vn, Vs);
-                __syncthreads();
-            }
+            ibtc_key_tile<HD, KT>(Ks, Vs, vn, k, v, dm, j, g, k0, n_keys);
             if (!active)
                 continue;
             float s[SN][4];
-            ibtc_abt<HD, SN>(s, Qw, Ks, n_keys, lane);
+            atc_abt<HD, SN>(s, Qw, Ks, 0, (n_keys + 7) / 8, lane);
 #pragma unroll
             for (int n = 0; n < SN; n++)
 #pragma unroll
@@ -395,7 +313,7 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
                     if (dm.v_norm)
                         nl[e >> 1] += p * vn[key];
                 }
-            ibtc_xr<HD, SN>(acc, s, Vs, n_keys, lane);
+            atc_xr<HD, SN>(acc, s, Vs, 0, (n_keys + 7) / 8, lane);
         }
         float f[2] = {0.0f, 0.0f}, dn[2] = {0.0f, 0.0f}, D[2] = {0.0f, 0.0f};
         if (active) {
@@ -425,19 +343,12 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
         /* pass 2: dS = P (f G.V + dn ||V|| - D) scale and dq += dS K */
         for (int k0 = 0; k0 < nk; k0 += KT) {
             const int n_keys = min(KT, nk - k0);
-            __syncthreads();
-            ibtc_load_tile<HD>(Ks, k, (size_t)j * L + k0, ldk, (size_t)g * HD, KT, n_keys, dm.vec);
-            ibtc_load_tile<HD>(Vs, v, (size_t)j * L + k0, ldk, (size_t)g * HD, KT, n_keys, dm.vec);
-            __syncthreads();
-            if (dm.v_norm) {
-                ibtc_row_norms<HD, KT>(vn, Vs);
-                __syncthreads();
-            }
+            ibtc_key_tile<HD, KT>(Ks, Vs, vn, k, v, dm, j, g, k0, n_keys);
             if (!active)
                 continue;
             float s[SN][4], gv[SN][4];
-            ibtc_abt<HD, SN>(s, Qw, Ks, n_keys, lane);
-            ibtc_abt<HD, SN>(gv, Gw, Vs, n_keys, lane);
+            atc_abt<HD, SN>(s, Qw, Ks, 0, (n_keys + 7) / 8, lane);
+            atc_abt<HD, SN>(gv, Gw, Vs, 0, (n_keys + 7) / 8, lane);
 #pragma unroll
             for (int n = 0; n < SN; n++)
 #pragma unroll
@@ -447,7 +358,7 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
                     const float da = f[r] * gv[n][e] + (dm.v_norm ? dn[r] * vn[key] : 0.0f);
                     s[n][e] = p * (da - D[r]) * dm.scale;
                 }
-            ibtc_xr<HD, SN>(dqa, s, Ks, n_keys, lane);
+            atc_xr<HD, SN>(dqa, s, Ks, 0, (n_keys + 7) / 8, lane);
         }
     }
     if (!dq || !active)
@@ -487,8 +398,8 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
         return;   /* no real key in this tile: the whole block leaves before any barrier */
     const int k_valid = min(IBTC_KB, nk - s0);
     const bool active = warp * 16 < k_valid;
-    ibtc_load_tile<HD>(Ko, k, (size_t)j * L + s0, ldk, (size_t)g * HD, IBTC_KB, k_valid, dm.vec);
-    ibtc_load_tile<HD>(Vo, v, (size_t)j * L + s0, ldk, (size_t)g * HD, IBTC_KB, k_valid, dm.vec);
+    atc_tile_load<HD, IBTC_KB, IBTC_THREADS>(Ko, k, (size_t)j * L + s0, ldk, (size_t)g * HD, k_valid, dm.vec);
+    atc_tile_load<HD, IBTC_KB, IBTC_THREADS>(Vo, v, (size_t)j * L + s0, ldk, (size_t)g * HD, k_valid, dm.vec);
     if (dm.v_norm) {
         __syncthreads();
         ibtc_row_norms<HD, IBTC_KB>(vno, Vo);
@@ -511,8 +422,8 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
             for (int t0 = 0; t0 < L; t0 += QT) {
                 const int q_valid = min(QT, L - t0);
                 __syncthreads();   /* the previous query tile is no longer read (and Ko, Vo, vno are ready) */
-                ibtc_load_tile<HD>(Qs, q, (size_t)i * L + t0, ldq, (size_t)h * HD, QT, q_valid, dm.vec);
-                ibtc_load_tile<HD>(Gs, dout, (size_t)i * L + t0, ldq, (size_t)h * HD, QT, q_valid, dm.vec);
+                atc_tile_load<HD, QT, IBTC_THREADS>(Qs, q, (size_t)i * L + t0, ldq, (size_t)h * HD, q_valid, dm.vec);
+                atc_tile_load<HD, QT, IBTC_THREADS>(Gs, dout, (size_t)i * L + t0, ldq, (size_t)h * HD, q_valid, dm.vec);
                 if (threadIdx.x < QT) {
                     const int tt = threadIdx.x;
                     const bool ok = tt < q_valid;
@@ -526,8 +437,8 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
                     continue;
                 /* transposed: rows are the warp's 16 keys, columns the tile's queries */
                 float s[QN][4], gv[QN][4];
-                ibtc_abt<HD, QN>(s, Kw, Qs, q_valid, lane);
-                ibtc_abt<HD, QN>(gv, Vw, Gs, q_valid, lane);
+                atc_abt<HD, QN>(s, Kw, Qs, 0, (q_valid + 7) / 8, lane);
+                atc_abt<HD, QN>(gv, Vw, Gs, 0, (q_valid + 7) / 8, lane);
 #pragma unroll
                 for (int n = 0; n < QN; n++)
 #pragma unroll
@@ -539,8 +450,8 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
                         gv[n][e] = p * s_f[tq];                     /* (P f)^T */
                         rr[r] += p * s_dn[tq];
                     }
-                ibtc_xr<HD, QN>(dka, s, Qs, q_valid, lane);
-                ibtc_xr<HD, QN>(dva, gv, Gs, q_valid, lane);
+                atc_xr<HD, QN>(dka, s, Qs, 0, (q_valid + 7) / 8, lane);
+                atc_xr<HD, QN>(dva, gv, Gs, 0, (q_valid + 7) / 8, lane);
             }
         }
     }
@@ -584,7 +495,7 @@ static ibtc_args ibtc_make_args(const ibtc_shape *s, const void *const *ptrs, in
     a.skip_zero = s->skip_zero;
     a.vec = 1;
     for (int e = 0; e < n_ptrs; e++)
-        if ((uintptr_t)ptrs[e] % 16 != 0)
+        if (!atc_aligned16(ptrs[e]))
             a.vec = 0;
     return a;
 }
@@ -633,28 +544,13 @@ static int ibtc_backward_hd(rv_cuda *c, const ibtc_args &a, const int *lengths, 
     return 0;
 }
 
-/* One instantiation per head_dim the dispatch accepts (ibtc_applies). */
-#define IBTC_SWITCH(hd, CALL)                                                                                       \
-    switch (hd) {                                                                                                    \
-    case 16: return CALL(16);                                                                                        \
-    case 32: return CALL(32);                                                                                        \
-    case 48: return CALL(48);                                                                                        \
-    case 64: return CALL(64);                                                                                        \
-    case 80: return CALL(80);                                                                                        \
-    case 96: return CALL(96);                                                                                        \
-    case 112: return CALL(112);                                                                                      \
-    case 128: return CALL(128);                                                                                      \
-    default: return rv_error_set("cuda inbatch_attn (tensor cores): head_dim %d is not a multiple of 16 up to 128", \
-                                 hd);                                                                                \
-    }
-
 int ibtc_forward(rv_cuda *c, const ibtc_shape *s, const int *lengths, const float *w, const void *q, const void *k,
                  const void *v, void *out, rv_wtype out_t, float *lse, float *denom)
 {
     const void *ptrs[] = {q, k, v};
     const ibtc_args a = ibtc_make_args(s, ptrs, 3);
 #define IBTC_FWD(HD) ibtc_forward_hd<HD>(c, a, lengths, w, q, k, v, out, out_t, lse, denom)
-    IBTC_SWITCH(s->hd, IBTC_FWD)
+    ATC_HD_SWITCH(s->hd, IBTC_FWD, "cuda inbatch_attn")
 #undef IBTC_FWD
 }
 
@@ -666,6 +562,6 @@ int ibtc_backward(rv_cuda *c, const ibtc_shape *s, const int *lengths, const flo
     const ibtc_args a = ibtc_make_args(s, ptrs, 4);
 #define IBTC_BWD(HD) \
     ibtc_backward_hd<HD>(c, a, lengths, w, q, k, v, lse, denom, dout, dq, dk, dv, grad_t, Dbuf, dnbuf, gbuf)
-    IBTC_SWITCH(s->hd, IBTC_BWD)
+    ATC_HD_SWITCH(s->hd, IBTC_BWD, "cuda inbatch_attn")
 #undef IBTC_BWD
 }
