@@ -17,16 +17,7 @@
 #include "tokenizer.h"
 #include "train_data.h"
 #include "train_model.h"
-
-static const char *fixture(const char *rel)
-{
-    static char buf[4][1024];
-    static int k;
-    const char *root = getenv("RV_ROOT");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/%s", root ? root : ".", rel);
-    return buf[k];
-}
+#include "test_fixture.h"   /* fixture_file() */
 
 static const char *texts[4] = {"experimental study of a wing in a propeller slipstream",
                                "  the wing flutter was measured at high speed  ", "short one",
@@ -47,7 +38,7 @@ static float *tensor(const rv_safetensors *st, const char *name)
 
 static void test_wiring(void)
 {
-    rv_model *m = rv_model_load(fixture("model/llama_tied"));
+    rv_model *m = rv_model_load(fixture_file("model/llama_tied"));
     REQUIRE(m, "%s", rv_error_get());
     rv_train_base base;
     REQUIRE(rv_train_base_init(&base, m) == 0, "%s", rv_error_get());
@@ -60,10 +51,10 @@ static void test_wiring(void)
     }
 
     /* the hand-built decoders: tensors read straight from model.safetensors */
-    rv_safetensors *st = rv_safetensors_open(fixture("model/llama_tied/model.safetensors"));
+    rv_safetensors *st = rv_safetensors_open(fixture_file("model/llama_tied/model.safetensors"));
     REQUIRE(st, "%s", rv_error_get());
     rv_model_config cfg;
-    REQUIRE(rv_model_config_load_hf(fixture("model/llama_tied"), &cfg) == 0, "%s", rv_error_get());
+    REQUIRE(rv_model_config_load_hf(fixture_file("model/llama_tied"), &cfg) == 0, "%s", rv_error_get());
     const int NL = (int)cfg.n_layers;
     float inv_freq[256];
     rv_rope_inv_freq(&cfg, inv_freq);
@@ -105,7 +96,7 @@ static void test_wiring(void)
     hlm.layers = hl[1];
     hlm.lm_head = embed;   /* tied */
 
-    rv_tokenizer *tok = rv_tokenizer_load(fixture("model/llama_tied"));
+    rv_tokenizer *tok = rv_tokenizer_load(fixture_file("model/llama_tied"));
     REQUIRE(tok, "%s", rv_error_get());
     rv_tok_state *ts = rv_tok_state_new(tok);
     rv_view_ctx vc = {tok, tok, ts, ts, 2, 2, 40, 1};
@@ -182,7 +173,7 @@ static double step_loss(rv_train_net *r, rv_train_net *l, const rv_train_batch *
 
 static void test_dropout(void)
 {
-    rv_model *m = rv_model_load(fixture("model/llama_tied"));
+    rv_model *m = rv_model_load(fixture_file("model/llama_tied"));
     REQUIRE(m, "%s", rv_error_get());
     rv_train_base base;
     REQUIRE(rv_train_base_init(&base, m) == 0, "%s", rv_error_get());
@@ -193,7 +184,7 @@ static void test_dropout(void)
         r.params[i] += (float)((double)(test_rand() >> 11) / 9007199254740992.0 - 0.5) * 0.2f;
         l.params[i] += (float)((double)(test_rand() >> 11) / 9007199254740992.0 - 0.5) * 0.2f;
     }
-    rv_tokenizer *tok = rv_tokenizer_load(fixture("model/llama_tied"));
+    rv_tokenizer *tok = rv_tokenizer_load(fixture_file("model/llama_tied"));
     REQUIRE(tok, "%s", rv_error_get());
     rv_tok_state *ts = rv_tok_state_new(tok);
     rv_view_ctx vc = {tok, tok, ts, ts, 2, 2, 16, 1};
@@ -261,7 +252,7 @@ static size_t enc(rv_tokenizer *t, rv_tok_state *s, const char *text, uint32_t *
 
 static void test_views(void)
 {
-    rv_tokenizer *tok = rv_tokenizer_load(fixture("model/llama_tied"));
+    rv_tokenizer *tok = rv_tokenizer_load(fixture_file("model/llama_tied"));
     REQUIRE(tok, "%s", rv_error_get());
     const uint32_t *pre, *suf;
     size_t npre, nsuf;
@@ -339,7 +330,7 @@ static void test_order(void)
 static void test_jsonl(void)
 {
     rv_train_data d = {0};
-    FILE *f = fopen(fixture("train/tiny_groups.jsonl"), "rb");
+    FILE *f = fopen(fixture_file("train/tiny_groups.jsonl"), "rb");
     REQUIRE(f, "fixture");
     CHECK(rv_train_data_load_jsonl(&d, f, "tiny") == 0, "%s", rv_error_get());
     fclose(f);
