@@ -22,7 +22,7 @@ static inline const char *fixture_file(const char *rel)
 /* tests/fixtures/model/REL (same buffers). */
 static inline const char *fixture(const char *rel)
 {
-    char model_rel[1024];
+    char model_rel[512];   /* (fixture names are short; smaller than fixture_file's buffers) */
     snprintf(model_rel, sizeof model_rel, "model/%s", rel);
     return fixture_file(model_rel);
 }
