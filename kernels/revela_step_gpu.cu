@@ -748,9 +748,7 @@ static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size
     TAKE_W(la->u, n * d->D);
     TAKE(la->rstd1, n);
     for (int p = 0; p < RV_N_PROJ; p++)   /* xa in the adapter products' operand type (proj_forward) */
-        if (!(la->xa[p] = dev_take(g->c, al, n * (size_t)(d->rank[p] > 0 ? d->rank[p] : 1) * rv_wtype_size(g->wt),
-                                   "activations")))
-            return -1;
+        TAKE_W(la->xa[p], n * (size_t)(d->rank[p] > 0 ? d->rank[p] : 1));
     if (g->wt == F32) {
         TAKE(la->q, n * d->QW);
         TAKE(la->k, n * d->KW);
@@ -882,10 +880,9 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
         TAKE(g->xl, n * In);
     TAKE(g->tl, n * In);
     g->xb = g->yb = g->glb = NULL;
-    if (g->wt != F32 && (!(g->xb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations")) ||
-                         !(g->yb = dev_take(g->c, al, n * In * rv_wtype_size(g->wt), "bf16 activations")) ||
-                         !(g->glb = dev_take(g->c, al, n * Rm * rv_wtype_size(g->wt), "bf16 activations"))))
-        return -1;
+    TAKE16(g->xb, n * In);
+    TAKE16(g->yb, n * In);
+    TAKE16(g->glb, n * Rm);
     TAKE(g->x, n * Dm);
     TAKE(g->sd, n * Dm);
     TAKE(g->sq, n * QWm);
