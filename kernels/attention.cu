@@ -8,7 +8,7 @@
  * bf16 q/k/v with head_dim a multiple of 16 up to 128 go to the tensor-core
  * kernel of attention_tc.cu instead (launch_causal); these fp32 CUDA-core
  * kernels serve every other case, unchanged. */
-#include "attention_tc.h"   /* rv_attn_tc_usable, rv_attn_tc_forward */
+#include "attention_tc.h"   /* rv_attn_tc_forward */
 #include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_smem_ready */
 
 #include <math.h>
@@ -107,7 +107,7 @@ static int launch_causal(rv_cuda *c, void *out, rv_wtype out_t, size_t out_strid
 {
     if (!rv_wtype_valid(qkv_t) || !rv_wtype_valid(out_t))
         return rv_error_set("cuda attention: unknown storage type");
-    if (rv_attn_tc_usable(qkv_t, hd))
+    if (att_tc_usable(qkv_t, hd))
         return rv_attn_tc_forward(c, out, out_t, out_stride, q, q_stride, k, v, kv_stride, seq_off, lengths, seq_len,
                                   n_seqs, max_rows, n_heads, n_kv_heads, hd, lse);
     size_t smem = causal_smem_bytes((int)hd);

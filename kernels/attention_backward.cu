@@ -17,7 +17,7 @@
  * bf16 q/k/v with head_dim a multiple of 16 up to 128: D comes from
  * causal_bwd_D_kernel, dq/dk/dv from the tensor-core kernels of
  * attention_tc.cu; every other case runs the fp32 kernels here, unchanged. */
-#include "attention_tc.h"   /* rv_attn_tc_usable, rv_attn_tc_backward */
+#include "attention_tc.h"   /* rv_attn_tc_backward */
 #include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_rows_*, att_smem_ready */
 
 #include <math.h>
@@ -231,7 +231,7 @@ extern "C" int rv_cuda_causal_attn_backward(rv_cuda *c, const rv_attn_shape *s, 
     RV_LAUNCH(causal_bwd_D_kernel, (unsigned)((n_rows + D_WARPS - 1) / D_WARPS), D_WARPS * 32, 0, c->stream, dm, out,
               dout, (int)qkv_t, Dbuf);
     RV_LAUNCH_CHECK("causal_bwd_D_kernel");
-    if (rv_attn_tc_usable(qkv_t, (size_t)dm.hd))
+    if (att_tc_usable(qkv_t, (size_t)dm.hd))
         return rv_attn_tc_backward(c, s, lengths, q, k, v, dout, lse, Dbuf, dq, dk, dv, grad_t);
     if (dq) {
         size_t smem = sizeof(float) * (2 * (size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1));

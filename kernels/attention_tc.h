@@ -1,20 +1,14 @@
 /* attention_tc.h — the tensor-core (bf16 mma.sync, fp32 accumulation)
  * causal grouped-query attention of kernels/attention_tc.cu, for the
  * dispatch in attention.cu and attention_backward.cu (internal, C++).
- * Those entry points call these when rv_attn_tc_usable(qkv_t, head_dim);
+ * Those entry points call these when att_tc_usable(qkv_t, head_dim)
+ * (attn_tiles.cuh);
  * otherwise their fp32 CUDA-core kernels run. Arguments are checked by the
  * callers (head counts, strides, int indexing, storage types). */
 #ifndef RV_ATTENTION_TC_H
 #define RV_ATTENTION_TC_H
 
 #include "cuda_common.cuh"   /* rv_cuda, rv_wtype, rv_attn_shape */
-
-/* bf16 q/k/v (read into the tiles without rounding) and head_dim a
- * multiple of 16 (the mma's k) up to 128 (the register budget). */
-static inline bool rv_attn_tc_usable(rv_wtype qkv_t, size_t head_dim)
-{
-    return qkv_t == RV_WT_BF16 && head_dim % 16 == 0 && head_dim >= 16 && head_dim <= 128;
-}
 
 /* The forward of attention.cu's launch_causal: packed sequences (seq_off,
  * n_seqs + 1 offsets; lengths NULL, seq_len 0) or a padded batch (lengths,

@@ -6,6 +6,7 @@
  *   att_rows_dot_key, att_rows_accumulate
  *                      a warp's ATT_R query rows against the lane's key; P V for them
  *   att_seq_rows       the rows and keys of one sequence of a causal attention launch
+ *   att_tc_usable      which calls the tensor-core kernels take
  *   att_smem_ready     raises a kernel's dynamic shared-memory limit when > 48 KiB
  * The kernels are "straightforward tiled": one warp owns a few query rows,
  * lane j scores key j of the tile (a head_dim dot product from shared
@@ -84,6 +85,15 @@ __device__ __forceinline__ void att_rows_accumulate(float (*acc)[ATT_NC], const 
                 acc[r][c] += pj * vj[c];
         }
     }
+}
+
+/* Whether a call runs on the tensor-core kernels (attention_tc.cu,
+ * inbatch_attn_tc.cu) rather than the fp32 ones: bf16 q/k/v (read into the
+ * tiles without rounding) and head_dim a multiple of 16 (the mma's k) up to
+ * 128 (the register budget). */
+static inline bool att_tc_usable(rv_wtype qkv_t, size_t head_dim)
+{
+    return qkv_t == RV_WT_BF16 && head_dim % 16 == 0 && head_dim >= 16 && head_dim <= 128;
 }
 
 /* Sequence s of a causal attention (attention.cu and attention_tc.cu take

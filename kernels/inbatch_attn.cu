@@ -26,19 +26,13 @@
  * tensor-core ones of inbatch_attn_tc.cu (same statistics and scratch; dw
  * stays inbatch_dw_kernel). Every other call runs the fp32 kernels below. */
 #include "attn_tiles.cuh"   /* ATT_*, att_tile_load, att_smem_ready, att_rows_dot_key, att_rows_accumulate */
-#include "inbatch_attn_tc.h"   /* ibtc_applies, ibtc_forward, ibtc_backward */
+#include "inbatch_attn_tc.h"   /* inbatch_dims, ibtc_forward, ibtc_backward */
 
 #include <math.h>
 
 #define DKV_KR 4                          /* keys per warp in the dk/dv kernel */
 #define DKV_KEYS (ATT_WARPS * DKV_KR)     /* keys per block */
 #define DKV_QT 32                         /* query rows per tile: one per lane */
-
-struct inbatch_dims {
-    int B, L, H, Hkv, hd, rep;
-    float scale, eps;
-    int v_norm, skip_zero;
-};
 
 /* ---------------------------------------------------------------- forward */
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -403,12 +397,6 @@ static int inbatch_setup(const rv_inbatch_cfg *cfg, rv_wtype a, rv_wtype b, inba
     return 0;
 }
 
-static ibtc_shape inbatch_tc_shape(const inbatch_dims *dm)
-{
-    ibtc_shape s = {dm->B, dm->L, dm->H, dm->Hkv, dm->hd, dm->rep, dm->scale, dm->eps, dm->v_norm, dm->skip_zero};
-    return s;
-}
-
 extern "C" int rv_cuda_inbatch_attn_forward(rv_cuda *c, const rv_inbatch_cfg *cfg, const int *lengths,
                                             const float *w, const void *q, const void *k, const void *v,
                                             rv_wtype qkv_t, void *out, rv_wtype out_t, float *lse, float *denom)
@@ -417,10 +405,8 @@ extern "C" int rv_cuda_inbatch_attn_forward(rv_cuda *c, const rv_inbatch_cfg *cf
     inbatch_dims dm;
     if (inbatch_setup(cfg, qkv_t, out_t, &dm, "inbatch_attn_forward") != 0)
         return -1;
-    if (ibtc_applies(qkv_t, dm.hd)) {
-        ibtc_shape ts = inbatch_tc_shape(&dm);
-        return ibtc_forward(c, &ts, lengths, w, q, k, v, out, out_t, lse, denom);
-    }
+    if (att_tc_usable(qkv_t, (size_t)dm.hd))
+        return ibtc_forward(c, &dm, lengths, w, q, k, v, out, out_t, lse, denom);
     size_t smem = sizeof(float) * ((size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1) + ATT_KT);
     if (att_smem_ready(c, inbatch_fwd_kernel, smem, "inbatch_fwd_kernel") != 0)
         return -1;
@@ -448,9 +434,8 @@ extern "C" int rv_cuda_inbatch_attn_backward(rv_cuda *c, const rv_inbatch_cfg *c
         return -1;
     float *Dbuf = scratch, *dnbuf = Dbuf + n_stats, *gbuf = dnbuf + n_stats;
 
-    if (ibtc_applies(qkv_t, dm.hd)) {
-        ibtc_shape ts = inbatch_tc_shape(&dm);
-        if (ibtc_backward(c, &ts, lengths, w, q, k, v, lse, denom, dout, dq, dk, dv, grad_t, Dbuf, dnbuf, gbuf) != 0)
+    if (att_tc_usable(qkv_t, (size_t)dm.hd)) {
+        if (ibtc_backward(c, &dm, lengths, w, q, k, v, lse, denom, dout, dq, dk, dv, grad_t, Dbuf, dnbuf, gbuf) != 0)
             return -1;
     } else {
         size_t smem_dq = sizeof(float) * (2 * (size_t)ATT_QT * dm.hd + 2 * (size_t)ATT_KT * (dm.hd + 1) + ATT_KT);

@@ -1,7 +1,7 @@
 /* inbatch_attn_tc.cu — the Revela in-batch attention on tensor cores (bf16
  * m16n8k16 mma.sync of mma_bf16.cuh, fp32 accumulation), forward and
  * backward, for q, k, v (and dout) stored in bf16 with head_dim a multiple
- * of 16 up to 128 (inbatch_attn_tc.h, ibtc_applies). The math, layouts,
+ * of 16 up to 128 (attn_tiles.cuh, att_tc_usable). The math, layouts,
  * saved statistics and backward notation are those of inbatch_attn.cu's
  * header; this file only changes how the products are computed.
  *
@@ -79,10 +79,7 @@ template <int HD> struct ibtc_tile {
     static constexpr int dkv_rows = HD > 64 ? 32 : 64;
 };
 
-struct ibtc_args {
-    int B, L, H, Hkv, rep;
-    float scale, eps;
-    int v_norm, skip_zero;
+struct ibtc_args : inbatch_dims {
     int vec;   /* the bf16 tensors are 16-byte aligned: 16-byte tile loads */
 };
 
@@ -481,18 +478,10 @@ __global__ void __launch_bounds__(IBTC_THREADS, 1)
 }
 
 /* ---------------------------------------------------------------- host side */
-static ibtc_args ibtc_make_args(const ibtc_shape *s, const void *const *ptrs, int n_ptrs)
+static ibtc_args ibtc_make_args(const inbatch_dims *s, const void *const *ptrs, int n_ptrs)
 {
     ibtc_args a;
-    a.B = s->B;
-    a.L = s->L;
-    a.H = s->H;
-    a.Hkv = s->Hkv;
-    a.rep = s->rep;
-    a.scale = s->scale;
-    a.eps = s->eps;
-    a.v_norm = s->v_norm;
-    a.skip_zero = s->skip_zero;
+    static_cast<inbatch_dims &>(a) = *s;
     a.vec = 1;
     for (int e = 0; e < n_ptrs; e++)
         if (!atc_aligned16(ptrs[e]))
@@ -544,7 +533,7 @@ static int ibtc_backward_hd(rv_cuda *c, const ibtc_args &a, const int *lengths, 
     return 0;
 }
 
-int ibtc_forward(rv_cuda *c, const ibtc_shape *s, const int *lengths, const float *w, const void *q, const void *k,
+int ibtc_forward(rv_cuda *c, const inbatch_dims *s, const int *lengths, const float *w, const void *q, const void *k,
                  const void *v, void *out, rv_wtype out_t, float *lse, float *denom)
 {
     const void *ptrs[] = {q, k, v};
@@ -554,7 +543,7 @@ int ibtc_forward(rv_cuda *c, const ibtc_shape *s, const int *lengths, const floa
 #undef IBTC_FWD
 }
 
-int ibtc_backward(rv_cuda *c, const ibtc_shape *s, const int *lengths, const float *w, const void *q, const void *k,
+int ibtc_backward(rv_cuda *c, const inbatch_dims *s, const int *lengths, const float *w, const void *q, const void *k,
                   const void *v, const float *lse, const float *denom, const void *dout, void *dq, void *dk, void *dv,
                   rv_wtype grad_t, float *Dbuf, float *dnbuf, float *gbuf)
 {
