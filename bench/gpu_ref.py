@@ -293,27 +293,24 @@ def main():
             return f"{what} {dims[0]}x{dims[1]}x{dims[2]}"
         return what
 
-    def fwd_bwd(prefix):
-        f, b = ours.get(prefix + "_fwd"), ours.get(prefix + "_bwd")
+    def fwd_bwd(prefix, suffix=""):
+        """our forward + backward figure (ms, FLOPs) of rows PREFIX_fwdSUFFIX and PREFIX_bwdSUFFIX"""
+        f, b = ours.get(f"{prefix}_fwd{suffix}"), ours.get(f"{prefix}_bwd{suffix}")
         return (f[0] + b[0], f[1] + b[1]) if f and b else None
 
     def ms_of(figure):
         return figure[0] if figure else None
 
-    def fwd_bwd_f32(prefix):
-        f, b = ours.get(prefix + "_fwd_f32"), ours.get(prefix + "_bwd_f32")
-        return (f[0] + b[0], f[1] + b[1]) if f and b else None
-
     rows = [
         (label("inbatch_fwd", "inbatch fwd"), ours.get("inbatch_fwd"), peer.get("inbatch_fwd"), "naive torch bf16"),
         (label("inbatch_fwd", "inbatch fwd+bwd"), fwd_bwd("inbatch"), peer.get("inbatch_fwd_bwd"),
          "naive torch bf16 autograd"),
-        (label("inbatch_fwd", "inbatch f32 fwd+bwd"), fwd_bwd_f32("inbatch"), ms_of(fwd_bwd("inbatch")),
+        (label("inbatch_fwd", "inbatch f32 fwd+bwd"), fwd_bwd("inbatch", "_f32"), ms_of(fwd_bwd("inbatch")),
          "peer column: ours bf16 (tensor cores)"),
         (label("inbatch_fwd", "causal fwd"), ours.get("causal_fwd"), peer.get("causal_fwd"), "torch SDPA bf16"),
         (label("inbatch_fwd", "causal fwd+bwd"), fwd_bwd("causal"), peer.get("causal_fwd_bwd"),
          "torch SDPA bf16 autograd"),
-        (label("inbatch_fwd", "causal f32 fwd+bwd"), fwd_bwd_f32("causal"), ms_of(fwd_bwd("causal")),
+        (label("inbatch_fwd", "causal f32 fwd+bwd"), fwd_bwd("causal", "_f32"), ms_of(fwd_bwd("causal")),
          "peer column: ours bf16 (tensor cores)"),
         (label("sgemm_search_f32", "sgemm f32"), ours.get("sgemm_search_f32"), peer.get("sgemm_search_f32"),
          "torch fp32, TF32 off"),
