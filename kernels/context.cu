@@ -128,6 +128,7 @@ extern "C" int rv_cuda_download(rv_cuda *c, void *dst, const void *src, size_t b
 
 extern "C" int rv_cuda_memset(rv_cuda *c, void *dst, int byte, size_t bytes)
 {
+    RV_PROFILE(c, "memset");
     RV_CUDA_CHECK(cudaMemsetAsync(dst, byte, bytes, c->stream));
     return 0;
 }

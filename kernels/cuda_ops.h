@@ -114,6 +114,13 @@ int rv_cuda_rope(rv_cuda *c, void *x, rv_wtype x_t, size_t n_tok, size_t stride,
                  const uint32_t *pos, size_t seq_len, const float *cos_tab, const float *sin_tab, size_t max_pos,
                  int direction);
 
+/* rv_cuda_rope out of place: y (the same layout, type y_t; e.g. bf16 from
+ * f32 x, narrowing as it rotates) = the rotated x; only the heads' columns
+ * of y are written. y may be x. */
+int rv_cuda_rope_to(rv_cuda *c, void *y, rv_wtype y_t, const void *x, rv_wtype x_t, size_t n_tok, size_t stride,
+                    size_t n_heads, size_t head_dim, const uint32_t *pos, size_t seq_len, const float *cos_tab,
+                    const float *sin_tab, size_t max_pos, int direction);
+
 /* h = silu(gate) * up (rv_op_swiglu); h may be gate. */
 int rv_cuda_swiglu(rv_cuda *c, void *h, rv_wtype h_t, const void *gate, rv_wtype gate_t, const void *up,
                    rv_wtype up_t, size_t n);
@@ -149,11 +156,13 @@ int rv_cuda_rmsnorm_backward(rv_cuda *c, const void *x, rv_wtype x_t, const void
                              const float *rstd, const void *dy, void *dx, rv_wtype g_t, float *dw, size_t rows,
                              size_t dim);
 
-/* rv_swiglu_backward: gate, up [n] (in_t), dout [n] (g_t); dgate += dout up
- * silu'(gate), dup += dout silu(gate) (both g_t). rv_cuda_rope with
- * direction -1 is rv_rope_backward. */
+/* rv_swiglu_backward: gate, up [n] (in_t), dout [n] (dout_t); dgate +=
+ * dout up silu'(gate), dup += dout silu(gate) (both g_t, e.g. bf16 when
+ * they are only GEMM operands next). accumulate 0: = instead of +=, and
+ * the old contents are never read (no zeroed buffer needed). rv_cuda_rope
+ * with direction -1 is rv_rope_backward. */
 int rv_cuda_swiglu_backward(rv_cuda *c, const void *gate, const void *up, rv_wtype in_t, const void *dout,
-                            void *dgate, void *dup, rv_wtype g_t, size_t n);
+                            rv_wtype dout_t, void *dgate, void *dup, rv_wtype g_t, size_t n, int accumulate);
 
 /* rv_eos_pool_l2_backward: e, norm from rv_cuda_eos_pool_l2 (f32), de
  * [batch, dim] (f32); dh [batch*seq_len, dim] (dh_t) rows b*seq_len +

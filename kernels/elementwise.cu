@@ -63,9 +63,10 @@ extern "C" int rv_cuda_rmsnorm(rv_cuda *c, void *y, rv_wtype y_t, const void *x,
 }
 
 /* ---------------------------------------------------------------- RoPE */
-__global__ void rope_kernel(void *x, int x_t, size_t n_tok, size_t stride, size_t n_heads, size_t head_dim,
-                            const uint32_t *pos, size_t seq_len, const float *cos_tab, const float *sin_tab,
-                            size_t max_pos, float direction)
+/* y may be x (each element pair is read and written by one thread) */
+__global__ void rope_kernel(void *y, int y_t, const void *x, int x_t, size_t n_tok, size_t stride, size_t n_heads,
+                            size_t head_dim, const uint32_t *pos, size_t seq_len, const float *cos_tab,
+                            const float *sin_tab, size_t max_pos, float direction)
 {
     size_t half = head_dim / 2, total = n_tok * n_heads * half;
     GRID_STRIDE_LOOP(idx, total)
@@ -74,22 +75,24 @@ __global__ void rope_kernel(void *x, int x_t, size_t n_tok, size_t stride, size_
         size_t p = pos ? (size_t)pos[t] : t % seq_len;
         size_t a_at = t * stride + h * head_dim + i, b_at = a_at + half;
         if (p >= max_pos) {   /* a position past the table: poison rather than read out of bounds */
-            rv_st(x, x_t, a_at, NAN);
-            rv_st(x, x_t, b_at, NAN);
+            rv_st(y, y_t, a_at, NAN);
+            rv_st(y, y_t, b_at, NAN);
             continue;
         }
         float cs = cos_tab[p * half + i], sn = direction * sin_tab[p * half + i];
         float a = rv_ld(x, x_t, a_at), b = rv_ld(x, x_t, b_at);
-        rv_st(x, x_t, a_at, a * cs - b * sn);
-        rv_st(x, x_t, b_at, b * cs + a * sn);
+        rv_st(y, y_t, a_at, a * cs - b * sn);
+        rv_st(y, y_t, b_at, b * cs + a * sn);
     }
 }
 
-extern "C" int rv_cuda_rope(rv_cuda *c, void *x, rv_wtype x_t, size_t n_tok, size_t stride, size_t n_heads,
-                            size_t head_dim, const uint32_t *pos, size_t seq_len, const float *cos_tab,
-                            const float *sin_tab, size_t max_pos, int direction)
+extern "C" int rv_cuda_rope_to(rv_cuda *c, void *y, rv_wtype y_t, const void *x, rv_wtype x_t, size_t n_tok,
+                               size_t stride, size_t n_heads, size_t head_dim, const uint32_t *pos, size_t seq_len,
+                               const float *cos_tab, const float *sin_tab, size_t max_pos, int direction)
 {
     RV_PROFILE(c, "rope");
+    if (!rv_wtype_valid(y_t) || !rv_wtype_valid(x_t))
+        return rv_error_set("cuda rope: unknown storage type");
     if (head_dim == 0 || head_dim % 2 != 0)
         return rv_error_set("cuda rope: expected an even head_dim, found %zu", head_dim);
     if (n_heads * head_dim > stride)
@@ -104,10 +107,18 @@ extern "C" int rv_cuda_rope(rv_cuda *c, void *x, rv_wtype x_t, size_t n_tok, siz
     unsigned grid = 1;
     if (elem_grid(total, &grid, "rope") != 0)
         return -1;
-    RV_LAUNCH(rope_kernel, grid, ELEM_THREADS, 0, c->stream, x, (int)x_t, n_tok, stride, n_heads, head_dim, pos,
-              seq_len, cos_tab, sin_tab, max_pos, (float)direction);
+    RV_LAUNCH(rope_kernel, grid, ELEM_THREADS, 0, c->stream, y, (int)y_t, x, (int)x_t, n_tok, stride, n_heads,
+              head_dim, pos, seq_len, cos_tab, sin_tab, max_pos, (float)direction);
     RV_LAUNCH_CHECK("rope_kernel");
     return 0;
+}
+
+extern "C" int rv_cuda_rope(rv_cuda *c, void *x, rv_wtype x_t, size_t n_tok, size_t stride, size_t n_heads,
+                            size_t head_dim, const uint32_t *pos, size_t seq_len, const float *cos_tab,
+                            const float *sin_tab, size_t max_pos, int direction)
+{
+    return rv_cuda_rope_to(c, x, x_t, x, x_t, n_tok, stride, n_heads, head_dim, pos, seq_len, cos_tab, sin_tab,
+                           max_pos, direction);
 }
 
 /* ---------------------------------------------------------------- SwiGLU, add */

@@ -88,24 +88,27 @@ extern "C" int rv_cuda_rmsnorm_backward(rv_cuda *c, const void *x, rv_wtype x_t,
 }
 
 /* ---------------------------------------------------------------- SwiGLU */
-__global__ void swiglu_bwd_kernel(const void *gate, const void *up, int in_t, const void *dout, void *dgate,
-                                  void *dup, int g_t, size_t n)
+/* acc 0: the outputs are written, never read (a step's first write needs no zeroed buffer) */
+__global__ void swiglu_bwd_kernel(const void *gate, const void *up, int in_t, const void *dout, int dout_t,
+                                  void *dgate, void *dup, int g_t, size_t n, int acc)
 {
     GRID_STRIDE_LOOP(i, n)
     {
-        float g = rv_ld(gate, in_t, i), sig = 1.0f / (1.0f + expf(-g)), d = rv_ld(dout, g_t, i);
+        float g = rv_ld(gate, in_t, i), sig = 1.0f / (1.0f + expf(-g)), d = rv_ld(dout, dout_t, i);
         if (dup)
-            rv_st(dup, g_t, i, rv_ld(dup, g_t, i) + d * g * sig);
+            rv_st(dup, g_t, i, (acc ? rv_ld(dup, g_t, i) : 0.0f) + d * g * sig);
         if (dgate)
-            rv_st(dgate, g_t, i, rv_ld(dgate, g_t, i) + d * rv_ld(up, in_t, i) * sig * (1.0f + g * (1.0f - sig)));
+            rv_st(dgate, g_t, i,
+                  (acc ? rv_ld(dgate, g_t, i) : 0.0f) + d * rv_ld(up, in_t, i) * sig * (1.0f + g * (1.0f - sig)));
     }
 }
 
 extern "C" int rv_cuda_swiglu_backward(rv_cuda *c, const void *gate, const void *up, rv_wtype in_t,
-                                       const void *dout, void *dgate, void *dup, rv_wtype g_t, size_t n)
+                                       const void *dout, rv_wtype dout_t, void *dgate, void *dup, rv_wtype g_t,
+                                       size_t n, int accumulate)
 {
     RV_PROFILE(c, "swiglu_backward");
-    if (!rv_wtype_valid(in_t) || !rv_wtype_valid(g_t))
+    if (!rv_wtype_valid(in_t) || !rv_wtype_valid(dout_t) || !rv_wtype_valid(g_t))
         return rv_error_set("cuda swiglu_backward: unknown storage type");
     if (n == 0 || (!dgate && !dup))
         return 0;
@@ -113,8 +116,8 @@ extern "C" int rv_cuda_swiglu_backward(rv_cuda *c, const void *gate, const void 
     size_t cap = n < MAX_ELEM_BLOCKS * ELEM_THREADS ? n : MAX_ELEM_BLOCKS * ELEM_THREADS;
     if (rv_grid_1d(cap, ELEM_THREADS, &grid, "swiglu_backward") != 0)
         return -1;
-    RV_LAUNCH(swiglu_bwd_kernel, grid, ELEM_THREADS, 0, c->stream, gate, up, (int)in_t, dout, dgate, dup, (int)g_t,
-              n);
+    RV_LAUNCH(swiglu_bwd_kernel, grid, ELEM_THREADS, 0, c->stream, gate, up, (int)in_t, dout, (int)dout_t, dgate, dup,
+              (int)g_t, n, accumulate ? 1 : 0);
     RV_LAUNCH_CHECK("swiglu_bwd_kernel");
     return 0;
 }

@@ -343,7 +343,10 @@ static void test_rmsnorm(void)
 }
 
 /* ---------------------------------------------------------------- RoPE */
-static void test_rope_case(size_t n_tok, size_t n_heads, size_t hd, size_t extra_stride, rv_wtype t, int with_pos)
+/* ot != t (sequence positions only): rv_cuda_rope_to from t into fresh
+ * poisoned buffers of type ot */
+static void test_rope_case(size_t n_tok, size_t n_heads, size_t hd, size_t extra_stride, rv_wtype t, int with_pos,
+                           rv_wtype ot)
 {
     size_t half = hd / 2, stride = n_heads * hd + extra_stride, max_pos = 300;
     float *inv = xmalloc(half * sizeof *inv);
@@ -381,16 +384,25 @@ static void test_rope_case(size_t n_tok, size_t n_heads, size_t hd, size_t extra
         rv_rope_forward(&tab, n_tok, (int)seq_len, (int)n_heads, (int)hd, fwd);
         rv_rope_backward(&tab, n_tok, (int)seq_len, (int)n_heads, (int)hd, bwd);
         void *dcs = dev_upload(tab.cos, max_pos * half, RV_WT_F32), *dsn = dev_upload(tab.sin, max_pos * half, RV_WT_F32);
-        void *d1 = dev_upload(xp, n, t), *d2 = dev_upload(xp, n, t);
-        if (rv_cuda_rope(ctx, d1, t, n_tok, n_heads * hd, n_heads, hd, NULL, seq_len, dcs, dsn, max_pos, 1) != 0 ||
-            rv_cuda_rope(ctx, d2, t, n_tok, n_heads * hd, n_heads, hd, NULL, seq_len, dcs, dsn, max_pos, -1) != 0)
+        void *d1 = dev_upload(xp, n, t), *d2 = dev_upload(xp, n, t), *o1 = d1, *o2 = d2;
+        if (ot != t) {
+            o1 = dev_poisoned(n, ot);
+            o2 = dev_poisoned(n, ot);
+        }
+        if (rv_cuda_rope_to(ctx, o1, ot, d1, t, n_tok, n_heads * hd, n_heads, hd, NULL, seq_len, dcs, dsn, max_pos,
+                            1) != 0 ||
+            rv_cuda_rope_to(ctx, o2, ot, d2, t, n_tok, n_heads * hd, n_heads, hd, NULL, seq_len, dcs, dsn, max_pos,
+                            -1) != 0)
             die_lib("rope");
-        float *g1 = dev_download(d1, n, t), *g2 = dev_download(d2, n, t);
-        compare(&v, "forward", g1, fwd, n, tol_for(t));
-        compare(&v, "backward", g2, bwd, n, tol_for(t));
-        report(&v, "rope seq %s tok=%zu heads=%zu hd=%zu seq_len=%zu", tn(t), n_tok, n_heads, hd, seq_len);
+        float *g1 = dev_download(o1, n, ot), *g2 = dev_download(o2, n, ot);
+        compare(&v, "forward", g1, fwd, n, tol_for(ot == RV_WT_F32 ? t : ot));
+        compare(&v, "backward", g2, bwd, n, tol_for(ot == RV_WT_F32 ? t : ot));
+        report(&v, "rope seq %s%s%s tok=%zu heads=%zu hd=%zu seq_len=%zu", tn(t), ot != t ? " to " : "",
+               ot != t ? tn(ot) : "", n_tok, n_heads, hd, seq_len);
         rv_rope_table_free(&tab);
         free(xp), free(fwd), free(bwd), free(g1), free(g2);
+        if (ot != t)
+            rv_cuda_free(ctx, o1), rv_cuda_free(ctx, o2);
         rv_cuda_free(ctx, dcs), rv_cuda_free(ctx, dsn), rv_cuda_free(ctx, d1), rv_cuda_free(ctx, d2);
     }
     free(inv), free(x);
@@ -398,13 +410,16 @@ static void test_rope_case(size_t n_tok, size_t n_heads, size_t hd, size_t extra
 
 static void test_rope(void)
 {
-    test_rope_case(13, 3, 8, 6, RV_WT_F32, 1);
-    test_rope_case(13, 3, 8, 0, RV_WT_F32, 0);
-    test_rope_case(9, 2, 16, 0, RV_WT_BF16, 0);
+    test_rope_case(13, 3, 8, 6, RV_WT_F32, 1, RV_WT_F32);
+    test_rope_case(13, 3, 8, 0, RV_WT_F32, 0, RV_WT_F32);
+    test_rope_case(9, 2, 16, 0, RV_WT_BF16, 0, RV_WT_BF16);
+    test_rope_case(13, 3, 8, 0, RV_WT_F32, 0, RV_WT_BF16);   /* the training step's rotate-and-narrow */
+    test_rope_case(9, 2, 16, 0, RV_WT_BF16, 0, RV_WT_F32);
     if (!quick) {
-        test_rope_case(200, 8, 64, 2 * 64 * 2, RV_WT_BF16, 1);
-        test_rope_case(157, 32, 64, 0, RV_WT_F32, 0);
-        test_rope_case(50, 4, 128, 0, RV_WT_BF16, 1);
+        test_rope_case(200, 8, 64, 2 * 64 * 2, RV_WT_BF16, 1, RV_WT_BF16);
+        test_rope_case(157, 32, 64, 0, RV_WT_F32, 0, RV_WT_F32);
+        test_rope_case(157, 32, 64, 0, RV_WT_F32, 0, RV_WT_BF16);
+        test_rope_case(50, 4, 128, 0, RV_WT_BF16, 1, RV_WT_BF16);
     }
 }
 
@@ -990,24 +1005,39 @@ static void test_rmsnorm_bwd_case(size_t rows, size_t dim, rv_wtype xt, rv_wtype
         rv_cuda_free(ctx, d_dw), rv_cuda_free(ctx, d_rstd), rv_cuda_free(ctx, d_y);
 }
 
-static void test_swiglu_bwd_case(size_t n, rv_wtype it, rv_wtype gt, int which)
+/* accumulate 0: the device outputs start poisoned and must be overwritten
+ * (the CPU twin adds into zeros) */
+static void test_swiglu_bwd_case(size_t n, rv_wtype it, rv_wtype dt, rv_wtype gt, int which, int accumulate)
 {
     float *g = rnd_alloc(n, 4.0f), *u = rnd_alloc(n, 2.0f), *d = rnd_alloc(n, 1.0f);
     round_to(g, n, it);
     round_to(u, n, it);
-    round_to(d, n, gt);
-    float *dg0 = grad_base(n, gt), *du0 = grad_base(n, gt), *rdg = copy_alloc(dg0, n), *rdu = copy_alloc(du0, n);
+    round_to(d, n, dt);
+    float *dg0 = grad_base(n, gt), *du0 = grad_base(n, gt);
+    if (!accumulate) {
+        memset(dg0, 0, n * sizeof *dg0);
+        memset(du0, 0, n * sizeof *du0);
+    }
+    float *rdg = copy_alloc(dg0, n), *rdu = copy_alloc(du0, n);
     rv_swiglu_backward(n, g, u, d, which & 1 ? rdg : NULL, which & 2 ? rdu : NULL);
-    void *d_g = dev_upload(g, n, it), *d_u = dev_upload(u, n, it), *d_d = dev_upload(d, n, gt);
-    void *d_dg = dev_upload(dg0, n, gt), *d_du = dev_upload(du0, n, gt);
-    if (rv_cuda_swiglu_backward(ctx, d_g, d_u, it, d_d, which & 1 ? d_dg : NULL, which & 2 ? d_du : NULL, gt, n) != 0)
+    void *d_g = dev_upload(g, n, it), *d_u = dev_upload(u, n, it), *d_d = dev_upload(d, n, dt);
+    void *d_dg = accumulate ? dev_upload(dg0, n, gt) : dev_poisoned(n, gt);
+    void *d_du = accumulate ? dev_upload(du0, n, gt) : dev_poisoned(n, gt);
+    if (!accumulate) {   /* an output not asked for stays as the CPU side has it */
+        if (!(which & 1))
+            rv_cuda_free(ctx, d_dg), d_dg = dev_upload(dg0, n, gt);
+        if (!(which & 2))
+            rv_cuda_free(ctx, d_du), d_du = dev_upload(du0, n, gt);
+    }
+    if (rv_cuda_swiglu_backward(ctx, d_g, d_u, it, d_d, dt, which & 1 ? d_dg : NULL, which & 2 ? d_du : NULL, gt,
+                                n, accumulate) != 0)
         die_lib("swiglu_backward");
     float *gdg = dev_download(d_dg, n, gt), *gdu = dev_download(d_du, n, gt);
     verdict v = {0};
     compare_delta(&v, "dgate", gdg, rdg, dg0, n, tol_grad(it, gt));
     compare_delta(&v, "dup", gdu, rdu, du0, n, tol_grad(it, gt));
-    report(&v, "swiglu_backward in=%s grad=%s n=%zu%s", tn(it), tn(gt), n,
-           which == 3 ? "" : which == 1 ? " dgate only" : " dup only");
+    report(&v, "swiglu_backward in=%s dout=%s grad=%s n=%zu%s%s", tn(it), tn(dt), tn(gt), n,
+           which == 3 ? "" : which == 1 ? " dgate only" : " dup only", accumulate ? "" : " overwrite");
     free(g), free(u), free(d), free(dg0), free(du0), free(rdg), free(rdu), free(gdg), free(gdu);
     rv_cuda_free(ctx, d_g), rv_cuda_free(ctx, d_u), rv_cuda_free(ctx, d_d), rv_cuda_free(ctx, d_dg),
         rv_cuda_free(ctx, d_du);
@@ -1112,11 +1142,15 @@ static void test_train_backward(void)
     test_rmsnorm_bwd_case(7, 129, RV_WT_F32, RV_WT_F32, RV_WT_F32);
     test_rmsnorm_bwd_case(37, 64, RV_WT_BF16, RV_WT_BF16, RV_WT_F32);
     test_rmsnorm_bwd_case(5, 48, RV_WT_BF16, RV_WT_F32, RV_WT_BF16);
-    test_swiglu_bwd_case(1, RV_WT_F32, RV_WT_F32, 3);
-    test_swiglu_bwd_case(1001, RV_WT_F32, RV_WT_F32, 3);
-    test_swiglu_bwd_case(777, RV_WT_BF16, RV_WT_BF16, 3);
-    test_swiglu_bwd_case(300, RV_WT_BF16, RV_WT_F32, 1);
-    test_swiglu_bwd_case(300, RV_WT_F32, RV_WT_F32, 2);
+    test_swiglu_bwd_case(1, RV_WT_F32, RV_WT_F32, RV_WT_F32, 3, 1);
+    test_swiglu_bwd_case(1001, RV_WT_F32, RV_WT_F32, RV_WT_F32, 3, 1);
+    test_swiglu_bwd_case(777, RV_WT_BF16, RV_WT_BF16, RV_WT_BF16, 3, 1);
+    test_swiglu_bwd_case(300, RV_WT_BF16, RV_WT_F32, RV_WT_F32, 1, 1);
+    test_swiglu_bwd_case(300, RV_WT_F32, RV_WT_F32, RV_WT_F32, 2, 1);
+    /* the training step's first write (no zeroed buffer): f32 dout, grads in the storage type */
+    test_swiglu_bwd_case(1001, RV_WT_F32, RV_WT_F32, RV_WT_F32, 3, 0);
+    test_swiglu_bwd_case(777, RV_WT_BF16, RV_WT_F32, RV_WT_BF16, 3, 0);
+    test_swiglu_bwd_case(300, RV_WT_BF16, RV_WT_F32, RV_WT_F32, 2, 0);
     test_eos_pool_bwd_case(5, 9, 33, RV_WT_F32, 1);
     test_eos_pool_bwd_case(3, 7, 16, RV_WT_BF16, 0);
     test_causal_bwd_case(3, 37, 4, 1, 32, RV_WT_F32, RV_WT_F32);
@@ -1135,7 +1169,7 @@ static void test_train_backward(void)
     if (!quick) {
         test_rmsnorm_bwd_case(2560, 2048, RV_WT_BF16, RV_WT_BF16, RV_WT_F32);
         test_rmsnorm_bwd_case(333, 896, RV_WT_F32, RV_WT_F32, RV_WT_F32);
-        test_swiglu_bwd_case(3 * 1000 * 1000 + 7, RV_WT_BF16, RV_WT_F32, 3);
+        test_swiglu_bwd_case(3 * 1000 * 1000 + 7, RV_WT_BF16, RV_WT_F32, RV_WT_BF16, 3, 0);
         test_eos_pool_bwd_case(32, 160, 2048, RV_WT_F32, 0);
         test_causal_bwd_case(8, 160, 32, 8, 64, RV_WT_BF16, RV_WT_F32);    /* LLaMA-3.2-1B heads */
         test_causal_bwd_case(4, 157, 14, 2, 64, RV_WT_F32, RV_WT_F32);     /* Qwen2.5-0.5B heads, odd length */
