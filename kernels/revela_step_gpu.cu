@@ -26,15 +26,18 @@
  * backward (it is only ever a bf16 operand: of xa B^T and of dB = scale
  * dy^T xa), which halves its memory; (scale dy B) is likewise written as
  * bf16 for its two products (dA, dx). Products into f32 (y, dx, dA, dB)
- * accumulate in fp32 with beta = 1, as in f32 storage. The inputs of the
- * q/k/v, gate/up and down projections (the normed rows u, u2 and the gated
- * product) and the gate/up products (SwiGLU's inputs, the largest tensors
- * kept) are written as bf16 by the kernels or GEMMs that make them and kept
- * only so (the first are only ever bf16 operands; the o projection's input, the sum
- * of both attentions, stays f32 and is narrowed per product). Both
- * attentions take the post-RoPE q, k, v narrowed to bf16 (kept per layer
- * for the backward; the f32 ones live only during the layer's forward),
- * and in the backward the attention output and its gradient narrowed too.
+ * accumulate in fp32 with beta = 1, as in f32 storage (the backward's
+ * first product into a scratch gradient writes it, beta = 0, so that it
+ * needs no zeroing). The inputs of the q/k/v, o, gate/up and down
+ * projections (the normed rows u, u2, the attention output (pass B: plus
+ * the in-batch term, summed in f32 first) and the gated product) and the
+ * gate/up products (SwiGLU's inputs, the largest tensors kept) are written
+ * as bf16 by the kernels or GEMMs that make them and kept only so (all are
+ * only ever bf16 operands: of the products, and the attention output of
+ * the causal backward). Both attentions take the post-RoPE q, k, v
+ * narrowed to bf16 (kept per layer for the backward; the f32 ones live
+ * only during the layer's forward), and in the backward the attention
+ * output's gradient narrowed too.
  *
  * Memory: frozen weights and LoRA parameters/gradients are allocated once
  * at open; activations for all four passes and the backward scratch are
@@ -171,7 +174,10 @@ typedef struct {
                                    * type: with bf16 storage they are only ever bf16 operands */
     void *gate, *up;              /* the gate/up products, in the frozen weights' type (SwiGLU's inputs) */
     void *xa[RV_N_PROJ];          /* x A^T [n, rank]: f32, or bf16 with bf16 storage */
-    float *q, *k, *v, *attn, *lse, *ib_lse, *ib_den, *o_in;
+    float *q, *k, *v, *lse, *ib_lse, *ib_den;
+    void *attn, *o_in;            /* the causal attention's output and the O projection's input, in the
+                                   * frozen weights' type (bf16: only their bf16 roundings are ever read);
+                                   * o_in only in a pass with the in-batch term (else O's input is attn) */
     float *x_mid, *rstd2;
     void *qb, *kb, *vb;           /* bf16 storage: the post-RoPE q, k, v narrowed to bf16, the operands
                                    * of both attentions (tensor cores); NULL with f32 storage */
@@ -198,6 +204,7 @@ typedef struct {
     float *xl, *tl;
     rv_wtype wt;                  /* (not dropout) the frozen weights' storage, and its scratch */
     void *xb, *yb, *glb;
+    float *sd;                    /* [n, hidden] f32: a residual projection's output when it has a bias */
 } ddrop;
 
 /* Pass B's link to pass A (rv_revela_step_ref's inbatch_link). */
@@ -229,10 +236,11 @@ struct rv_step_gpu {
     float *xl, *tl;               /* dropout: masked adapter input (f32 storage), backward product [n, widest input] */
     void *xb, *yb;                /* bf16 storage: a projection's input / output gradient narrowed to bf16 */
     float *qf, *kf, *vf;          /* bf16 storage: every layer's f32 q, k, v before narrowing (shared) */
-    void *ob, *dob;               /* bf16 storage: the causal attention's output and the attention output
-                                   * gradient narrowed to bf16 (the attention backward's operands) */
+    void *dob;                    /* bf16 storage: the attention output's gradient narrowed to bf16 (the
+                                   * attention backwards' operand) */
     void *glb;                    /* bf16 storage: (scale dy B) [n, widest rank] as bf16 (f32: glora) */
-    float *x, *sd, *sq, *dx, *dk0, *dv0, *dhf, *dgate, *dup, *du, *do_in, *dq, *glora, *dh, *dh_a;
+    float *x, *sd, *sq, *dx, *dk0, *dv0, *dhf, *du, *do_in, *dq, *glora, *dh, *dh_a;
+    void *dgate, *dup;            /* in the frozen weights' type */
     float **dk_a, **dv_a;
     float *p_emb, *q_emb, *p_norm, *q_norm, *S, *W, *dW, *dS, *dq_emb, *dp_emb;
     uint32_t *ids[3];
@@ -308,6 +316,7 @@ static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const 
 /* ---------------------------------------------------------------- small helpers */
 static int dcopy(rv_cuda *c, float *dst, const float *src, size_t count)
 {
+    RV_PROFILE(c, "copy");
     RV_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
     return 0;
 }
@@ -761,13 +770,14 @@ static int alloc_layer(rv_step_gpu *g, dacts *la, const act_dims *d, int B, size
     TAKE16(la->qb, n * d->QW);
     TAKE16(la->kb, n * d->KW);
     TAKE16(la->vb, n * d->KW);
-    TAKE(la->attn, n * d->QW);
+    TAKE_W(la->attn, n * d->QW);
     TAKE(la->lse, n * d->H);
+    la->o_in = NULL;
     if (d->ib_H) {
         TAKE(la->ib_lse, (size_t)B * n * d->ib_H);
         TAKE(la->ib_den, (size_t)B * n * d->ib_H);
+        TAKE_W(la->o_in, n * d->QW);
     }
-    TAKE(la->o_in, n * d->QW);
     TAKE(la->x_mid, n * d->D);
     TAKE_W(la->u2, n * d->D);
     TAKE(la->rstd2, n);
@@ -890,13 +900,12 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     TAKE(g->dk0, n * KWm);
     TAKE(g->dv0, n * KWm);
     TAKE(g->dhf, n * Fm);
-    TAKE(g->dgate, n * Fm);
-    TAKE(g->dup, n * Fm);
+    TAKE_W(g->dgate, n * Fm);   /* SwiGLU's gradients: only operands of the gate/up backward products */
+    TAKE_W(g->dup, n * Fm);
     TAKE(g->du, n * Dm);
     TAKE(g->do_in, n * QWm);
     TAKE(g->dq, n * QWm);
-    g->ob = g->dob = NULL;
-    TAKE16(g->ob, n * QWm);
+    g->dob = NULL;
     TAKE16(g->dob, n * QWm);
     if (g->wt == F32)
         TAKE(g->glora, n * Rm);
@@ -962,16 +971,24 @@ static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
 }
 
 /* ---------------------------------------------------------------- projections */
-/* y = x W^T + bias + scale (x A^T) B^T; xa = x A^T kept for the backward
+/* y = x W^T + bias + scale (x A^T) B^T, or with acc y += that (the residual
+ * projections o and down add straight into the stream: no scratch output,
+ * no separate add; with a bias, whose rows no product adds, through the
+ * scratch d->sd); xa = x A^T kept for the backward
  * (rv_lora_linear_forward). With bf16 storage (d->wt) every product takes
  * bf16 operands with fp32 accumulation: x narrowed into d->xb for the
  * frozen product and reused for the adapter's (under dropout overwritten,
  * once the frozen product has read it, by x * keep rounded to bf16), the
  * adapters' bf16 copies, and xa written as bf16 (see the top comment). */
 static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, void *xa, void *y,
-                        rv_wtype yt, const ddrop *d)
+                        rv_wtype yt, int acc, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
+    if (acc && p->bias)
+        return proj_forward(c, p, n, x, xt, xa, d->sd, F32, 0, d) != 0 ||
+                       rv_cuda_add(c, y, yt, d->sd, F32, n * (size_t)out) != 0
+                   ? -1
+                   : 0;
     const void *xw = x;   /* x in the weights' type */
     {
         RV_PROFILE(c, "frozen_gemm");
@@ -980,7 +997,8 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
                 return -1;
             xw = d->xb;
         }
-        if (rv_cuda_linear(c, y, yt, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
+        if ((acc ? rv_cuda_gemm(c, 0, 1, N, out, in, 1.0f, xw, in, p->weight, in, d->wt, 1.0f, y, out, yt)
+                 : rv_cuda_linear(c, y, yt, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias)) != 0)
             return -1;
     }
     if (r <= 0)
@@ -1005,25 +1023,28 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
  * (scale dy B)^T x_lora, dB += scale dy^T xa; gl is [n, rank] scratch. x is
  * the projection's input; under dropout x_lora = x * keep is recomputed
  * from the mask's hash (the same values the forward used). With bf16
- * storage the operands are bf16 as in proj_forward: dy narrowed into d->yb
- * (for the frozen product and dB, gl), x_lora narrowed again into d->xb
+ * storage the operands are bf16 as in proj_forward: dy (unless it is bf16
+ * already) narrowed into d->yb (for the frozen product and dB, gl), x_lora narrowed again into d->xb
  * (the same bf16 values the forward's xa was made from), xa as saved, and
  * gl = scale dy B written as bf16 into d->glb for dA and dx; dA, dB and dx
- * accumulate in f32 (beta = 1). */
+ * accumulate in f32 (beta = 1), except that dx_fresh makes the first
+ * product write dx (beta = 0: dx need not be zeroed; its old contents are
+ * never read). */
 static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, const void *xa,
-                         const float *dy, float *dx, float *gl, const ddrop *d)
+                         const void *dy, rv_wtype dyt, float *dx, int dx_fresh, float *gl, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
     const rv_wtype t = d->wt;
     const void *dyw = dy;   /* dy in the weights' type */
     {
         RV_PROFILE(c, "frozen_gemm");
-        if (t != F32) {
-            if (rv_cuda_convert(c, d->yb, t, dy, F32, n * (size_t)out) != 0)
+        if (dyt != t) {
+            if (rv_cuda_convert(c, d->yb, t, dy, dyt, n * (size_t)out) != 0)
                 return -1;
             dyw = d->yb;
         }
-        if (rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dyw, out, p->weight, in, t, 1.0f, dx, in, F32) != 0)
+        if (rv_cuda_gemm(c, 0, 0, N, in, out, 1.0f, dyw, out, p->weight, in, t, dx_fresh ? 0.0f : 1.0f, dx, in,
+                         F32) != 0)
             return -1;
     }
     if (r <= 0)
@@ -1064,18 +1085,22 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
     d.xb = g->xb;
     d.yb = g->yb;
     d.glb = g->glb;
+    d.sd = g->sd;
     return d;
 }
 
 /* ---------------------------------------------------------------- forward */
 /* Projection `which` of layer la (weights P, dropout masks dr) on input x. */
 #define FWD(which, x, xt, y, yt)                                                                                \
-    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, yt, &dr[RV_PROJ_##which])
+    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, yt, 0, &dr[RV_PROJ_##which])
+/* x += projection `which` of input in (the residual stream, f32) */
+#define FWD_RESIDUAL(which, in, x)                                                                              \
+    proj_forward(c, &P[RV_PROJ_##which], n, in, g->wt, la->xa[RV_PROJ_##which], x, F32, 1, &dr[RV_PROJ_##which])
 /* The backward of projection `which`; when this pass is the net's last
  * through the layer on the final micro-batch (fin), its adapter gradients
  * are now final and are reported to the gradient buckets at once. */
-#define BACK(which, x, xt, dy, dxo)                                                                              \
-    (proj_backward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], dy, dxo, g->glora,               \
+#define BACK(which, x, xt, dy, dyt, dxo, fresh)                                                                  \
+    (proj_backward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], dy, dyt, dxo, fresh, g->glora,   \
                    &dr[RV_PROJ_##which]) != 0 ||                                                                 \
              (fin && proj_final(g, &P[RV_PROJ_##which]) != 0)                                                    \
          ? -1                                                                                                    \
@@ -1106,15 +1131,58 @@ static int proj_final(rv_step_gpu *g, const dproj *p)
 #define ATT_Q(la) (g->wt == F32 ? (const void *)(la)->q : (const void *)(la)->qb)
 #define ATT_K(la) (g->wt == F32 ? (const void *)(la)->k : (const void *)(la)->kb)
 #define ATT_V(la) (g->wt == F32 ? (const void *)(la)->v : (const void *)(la)->vb)
+/* The O projection's input: the attention output, plus the in-batch term in pass B */
+#define O_IN(la, ib) ((ib) ? (la)->o_in : (la)->attn)
 
-/* With bf16 storage: qb, kb, vb = q, k, v rounded to bf16 (nearest even). */
-static int narrow_qkv(rv_step_gpu *g, dacts *la, size_t nq, size_t nkv)
+/* The attentions' operands from the projections' f32 q, k, v: q and k
+ * rotated (RoPE), in place with f32 storage; with bf16 storage rotated
+ * straight into their bf16 copies qb, kb (rounded once, to nearest even),
+ * and v narrowed into vb. */
+static int rope_qkv(rv_step_gpu *g, const dpass *a, dacts *la)
 {
-    if (g->wt == F32)
+    rv_cuda *c = g->c;
+    const rv_step_decoder *m = a->net->host;
+    const dnet *net = a->net;
+    const size_t n = a->n, hd = (size_t)m->head_dim, QW = (size_t)m->n_heads * hd, KW = (size_t)m->n_kv_heads * hd;
+    const rv_wtype t = g->wt;
+    void *qo = t == F32 ? (void *)la->q : la->qb, *ko = t == F32 ? (void *)la->k : la->kb;
+    return rv_cuda_rope_to(c, qo, t, la->q, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab,
+                           net->sin_tab, (size_t)net->rope_len, 1) != 0 ||
+                   rv_cuda_rope_to(c, ko, t, la->k, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L,
+                                   net->cos_tab, net->sin_tab, (size_t)net->rope_len, 1) != 0 ||
+                   (t != F32 && rv_cuda_convert(c, la->vb, t, la->v, F32, n * KW) != 0)
+               ? -1
+               : 0;
+}
+
+/* Both attentions of a layer, forward: la->attn (the causal output) and,
+ * with the in-batch link, la->o_in = attn + sum_j W_ij b~_ij (S_self + C),
+ * each in the storage type. With bf16 storage without the link the kernel
+ * rounds its output straight into attn (as rv_cuda_convert would); with the
+ * link the f32 sum is formed in the shared scratch qf (free once q is
+ * narrowed) and rounded once into each. */
+static int attention_forward(rv_step_gpu *g, const dpass *a, int l, dacts *la, const dlink *ib,
+                             const rv_attn_shape *shape, size_t nq)
+{
+    rv_cuda *c = g->c;
+    const rv_wtype t = g->wt;
+    const int via_f32 = t != F32 && ib;
+    if (rv_cuda_causal_attn_forward(c, shape, a->d_len, ATT_Q(la), ATT_K(la), ATT_V(la), t,
+                                    via_f32 ? (void *)g->qf : la->attn, via_f32 ? F32 : t, la->lse) != 0)
+        return -1;
+    if (!ib)
         return 0;
-    return rv_cuda_convert(g->c, la->qb, g->wt, la->q, F32, nq) != 0 ||
-                   rv_cuda_convert(g->c, la->kb, g->wt, la->k, F32, nkv) != 0 ||
-                   rv_cuda_convert(g->c, la->vb, g->wt, la->v, F32, nkv) != 0
+    const dacts *pa = &ib->pass_a->layers[l];
+    if (rv_cuda_inbatch_attn_forward(c, ib->cfg, a->d_len, ib->w, ATT_Q(la), ATT_K(pa), ATT_V(pa), t, g->sq, F32,
+                                     la->ib_lse, la->ib_den) != 0)
+        return -1;
+    if (t == F32)
+        return dcopy(c, (float *)la->o_in, (const float *)la->attn, nq) != 0 ||
+                       rv_cuda_add(c, la->o_in, F32, g->sq, F32, nq) != 0
+                   ? -1
+                   : 0;
+    return rv_cuda_convert(c, la->attn, t, g->qf, F32, nq) != 0 || rv_cuda_add(c, g->qf, F32, g->sq, F32, nq) != 0 ||
+                   rv_cuda_convert(c, la->o_in, t, g->qf, F32, nq) != 0
                ? -1
                : 0;
 }
@@ -1129,10 +1197,8 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
     const dlayer *w = &a->net->layers[l];
     dacts *la = &a->layers[l];
     const size_t n = a->n, D = (size_t)m->hidden, QW = (size_t)m->n_heads * m->head_dim;
-    const size_t KW = (size_t)m->n_kv_heads * m->head_dim, hd = (size_t)m->head_dim;
     rv_attn_shape shape = {a->B, a->L, m->n_heads, m->n_kv_heads, m->head_dim};
     const dproj *P = w->proj;
-    const dnet *net = a->net;
     ddrop dr[RV_N_PROJ];
     for (int p = 0; p < RV_N_PROJ; p++)
         dr[p] = drop_of(g, a, l, p);
@@ -1140,31 +1206,15 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
     if ((!again && dcopy(c, la->x_in, x, n * D) != 0) ||
         rv_cuda_rmsnorm(c, la->u, g->wt, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
         FWD(Q, la->u, g->wt, la->q, F32) != 0 || FWD(K, la->u, g->wt, la->k, F32) != 0 ||
-        FWD(V, la->u, g->wt, la->v, F32) != 0 ||
-        rv_cuda_rope(c, la->q, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
-                     (size_t)net->rope_len, 1) != 0 ||
-        rv_cuda_rope(c, la->k, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab,
-                     net->sin_tab, (size_t)net->rope_len, 1) != 0 ||
-        narrow_qkv(g, la, n * QW, n * KW) != 0 ||
-        rv_cuda_causal_attn_forward(c, &shape, a->d_len, ATT_Q(la), ATT_K(la), ATT_V(la), g->wt, la->attn, F32,
-                                    la->lse) != 0 ||
-        dcopy(c, la->o_in, la->attn, n * QW) != 0)
+        FWD(V, la->u, g->wt, la->v, F32) != 0 || rope_qkv(g, a, la) != 0 ||
+        attention_forward(g, a, l, la, ib, &shape, n * QW) != 0)
         return -1;
-    if (ib) {   /* O = S_self + sum_j W_ij b~_ij, before o_proj */
-        const dacts *pa = &ib->pass_a->layers[l];
-        if (rv_cuda_inbatch_attn_forward(c, ib->cfg, a->d_len, ib->w, ATT_Q(la), ATT_K(pa), ATT_V(pa), g->wt, g->sq,
-                                         F32, la->ib_lse, la->ib_den) != 0 ||
-            rv_cuda_add(c, la->o_in, F32, g->sq, F32, n * QW) != 0)
-            return -1;
-    }
     const size_t F = (size_t)m->ffn;
-    if (FWD(O, la->o_in, F32, g->sd, F32) != 0 ||
-        rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0 || dcopy(c, la->x_mid, x, n * D) != 0 ||
+    if (FWD_RESIDUAL(O, O_IN(la, ib), x) != 0 || dcopy(c, la->x_mid, x, n * D) != 0 ||
         rv_cuda_rmsnorm(c, la->u2, g->wt, x, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
         FWD(GATE, la->u2, g->wt, la->gate, g->wt) != 0 || FWD(UP, la->u2, g->wt, la->up, g->wt) != 0 ||
         rv_cuda_swiglu(c, la->hmid, g->wt, la->gate, g->wt, la->up, g->wt, n * F) != 0 ||
-        FWD(DOWN, la->hmid, g->wt, g->sd, F32) != 0 ||
-        rv_cuda_add(c, x, F32, g->sd, F32, n * D) != 0)
+        FWD_RESIDUAL(DOWN, la->hmid, x) != 0)
         return -1;
     return 0;
 }
@@ -1203,26 +1253,26 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
     for (int p = 0; p < RV_N_PROJ; p++)
         dr[p] = drop_of(g, a, l, p);
 
-    if (dzero(c, g->dhf, n * F * 4) != 0 || dzero(c, g->dgate, n * F * 4) != 0 || dzero(c, g->dup, n * F * 4) != 0 ||
-        dzero(c, g->du, n * D * 4) != 0 || dzero(c, g->do_in, n * QW * 4) != 0 || dzero(c, g->dq, n * QW * 4) != 0)
+    /* The scratch gradients dhf, dgate, dup, du and do_in are each written
+     * first by a product or kernel that does not read them (fresh: beta 0),
+     * so only dq, which both attentions' backwards add into, is zeroed. */
+    if (dzero(c, g->dq, n * QW * 4) != 0)
         return -1;
     /* MLP: x_out = x_mid + down(silu(gate(u2)) * up(u2)), u2 = norm(x_mid) */
-    if (BACK(DOWN, la->hmid, g->wt, dx, g->dhf) != 0 ||
-        rv_cuda_swiglu_backward(c, la->gate, la->up, g->wt, g->dhf, g->dgate, g->dup, F32, n * F) != 0 ||
-        BACK(GATE, la->u2, g->wt, g->dgate, g->du) != 0 ||
-        BACK(UP, la->u2, g->wt, g->dup, g->du) != 0 ||
+    if (BACK(DOWN, la->hmid, g->wt, dx, F32, g->dhf, 1) != 0 ||
+        rv_cuda_swiglu_backward(c, la->gate, la->up, g->wt, g->dhf, F32, g->dgate, g->dup, g->wt, n * F, 0) != 0 ||
+        BACK(GATE, la->u2, g->wt, g->dgate, g->wt, g->du, 1) != 0 ||
+        BACK(UP, la->u2, g->wt, g->dup, g->wt, g->du, 0) != 0 ||
         rv_cuda_rmsnorm_backward(c, la->x_mid, F32, w->post_norm, F32, la->rstd2, g->du, dx, F32, NULL, n, D) != 0)
         return -1;
     /* attention: x_mid = x_in + o_proj(S_self + C) */
-    if (BACK(O, la->o_in, F32, dx, g->do_in) != 0)
+    if (BACK(O, O_IN(la, ib), g->wt, dx, F32, g->do_in, 1) != 0)
         return -1;
-    /* the attention output and its gradient in the operands' type */
-    const void *att_out = la->attn, *att_dout = g->do_in;
+    /* the attention output's gradient in the operands' type (the output is stored in it) */
+    const void *att_dout = g->do_in;
     if (g->wt != F32) {
-        if (rv_cuda_convert(c, g->ob, g->wt, la->attn, F32, n * QW) != 0 ||
-            rv_cuda_convert(c, g->dob, g->wt, g->do_in, F32, n * QW) != 0)
+        if (rv_cuda_convert(c, g->dob, g->wt, g->do_in, F32, n * QW) != 0)
             return -1;
-        att_out = g->ob;
         att_dout = g->dob;
     }
     if (ib) {
@@ -1232,25 +1282,30 @@ static int layer_backward(rv_step_gpu *g, dpass *a, int l, float *dx, float *dk,
                                           ib->dw) != 0)
             return -1;
     }
-    if (rv_cuda_causal_attn_backward(c, &shape, a->d_len, ATT_Q(la), ATT_K(la), ATT_V(la), att_out, la->lse,
+    /* RoPE's backward on dq, dk; with bf16 storage each rotated straight
+     * into yb as the bf16 output gradient its projection's backward takes
+     * (proj_backward leaves yb alone when dy is bf16 already) */
+    void *dqo = g->wt == F32 ? (void *)g->dq : g->yb, *dko = g->wt == F32 ? (void *)dk : g->yb;
+    if (rv_cuda_causal_attn_backward(c, &shape, a->d_len, ATT_Q(la), ATT_K(la), ATT_V(la), la->attn, la->lse,
                                      att_dout, g->wt, g->dq, dk, dv, F32) != 0 ||
-        rv_cuda_rope(c, g->dq, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
-                     (size_t)net->rope_len, -1) != 0 ||
-        rv_cuda_rope(c, dk, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab, net->sin_tab,
-                     (size_t)net->rope_len, -1) != 0 ||
-        dzero(c, g->du, n * D * 4) != 0 ||
-        BACK(Q, la->u, g->wt, g->dq, g->du) != 0 || BACK(K, la->u, g->wt, dk, g->du) != 0 ||
-        BACK(V, la->u, g->wt, dv, g->du) != 0 ||
+        rv_cuda_rope_to(c, dqo, g->wt, g->dq, F32, n, QW, (size_t)m->n_heads, hd, NULL, (size_t)a->L, net->cos_tab,
+                        net->sin_tab, (size_t)net->rope_len, -1) != 0 ||
+        BACK(Q, la->u, g->wt, dqo, g->wt, g->du, 1) != 0 ||
+        rv_cuda_rope_to(c, dko, g->wt, dk, F32, n, KW, (size_t)m->n_kv_heads, hd, NULL, (size_t)a->L, net->cos_tab,
+                        net->sin_tab, (size_t)net->rope_len, -1) != 0 ||
+        BACK(K, la->u, g->wt, dko, g->wt, g->du, 0) != 0 || BACK(V, la->u, g->wt, dv, F32, g->du, 0) != 0 ||
         rv_cuda_rmsnorm_backward(c, la->x_in, F32, w->input_norm, F32, la->rstd1, g->du, dx, F32, NULL, n, D) != 0)
         return -1;
     return 0;
 }
 
 #undef FWD
+#undef FWD_RESIDUAL
 #undef BACK
 #undef ATT_Q
 #undef ATT_K
 #undef ATT_V
+#undef O_IN
 
 /* dh: gradient at the final-normed output (NULL: none, pass A without the
  * dual loss); dk_seed/dv_seed: pass A's per-layer K/V gradients; fin: this

@@ -443,6 +443,22 @@ static void llama_qwen_simbf16(void)
     run_case(&sc);
 }
 
+/* LLaMA with attention_bias (q/k/v and o biases) and an untied LM head,
+ * dropout on: the o projection's bias takes the residual projection's
+ * scratch path (proj_forward acc). f32, then bf16 storage. */
+static void untied_llama_bias(void)
+{
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        step_case sc = {.name = bf16 ? "untied_llama_bias_bf16" : "untied_llama_bias", .retriever = "llama_untied",
+                        .lm = "llama_untied", .B = 3, .L = 7, .steps = 2, .dropout = 0.1f, .bf16 = bf16};
+        sc.opts.tau = 0.5;
+        sc.opts.v_norm = 1;
+        sc.opts.v_norm_eps = 1e-6f;
+        sc.opts.similarity = RV_SIM_FP32;
+        run_case(&sc);
+    }
+}
+
 /* LoRA dropout 0.1 (rv-train's default): the device draws the CPU step's
  * masks from the same hash, so the results still agree to rounding. */
 static void shared_llama_dropout(void)
@@ -1501,6 +1517,7 @@ int main(void)
     RUN_TEST(recompute_dual_dropout);
     RUN_TEST(recompute_bf16);
     RUN_TEST(curve20);
+    RUN_TEST(untied_llama_bias);
 #ifdef RV_CUDA_EMULATE
     RUN_TEST(emu_devices);
     RUN_TEST(dp_world2_fake);
