@@ -77,6 +77,7 @@ extern "C" {
 }
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,16 @@ typedef struct {
     size_t n, cap, bytes;
     int dry;                      /* count the bytes only (rv_step_gpu_activation_bytes) */
 } dev_list;
+
+/* bytes as "N.NN GiB", or "N.N MiB" below one GiB, into buf */
+static const char *fmt_bytes(char buf[32], double bytes)
+{
+    if (bytes >= 1073741824.0)
+        snprintf(buf, 32, "%.2f GiB", bytes / 1073741824.0);
+    else
+        snprintf(buf, 32, "%.1f MiB", bytes / 1048576.0);
+    return buf;
+}
 
 /* A dry list's stand-in for device memory: never dereferenced, aligned like
  * an allocation so offsets computed from it stay plausible. */
@@ -578,6 +589,27 @@ extern "C" int rv_step_gpu_activation_bytes(const rv_step_decoder *retriever, co
     return rc;
 }
 
+/* ensure_acts failed (on the device: out of memory, as a rule): the message
+ * gains what a step of this size needs, with and without recompute, so the
+ * user sees the way out rather than only the failed allocation. Returns -1. */
+static int acts_failed(rv_step_gpu *g, int B, int L, int recompute)
+{
+    char why[512];
+    snprintf(why, sizeof why, "%s", rv_error_get());
+    size_t plain = 0, rc = 0;
+    const size_t n = (size_t)B * L;
+    if (rv_step_gpu_activation_bytes(g->net[0].host, g->net[1].host, g->wt, B, n, 0, &plain) != 0 ||
+        rv_step_gpu_activation_bytes(g->net[0].host, g->net[1].host, g->wt, B, n, 1, &rc) != 0)
+        return rv_error_set("%s", why);
+    char a[32], b[32];
+    return rv_error_set("%s; a group of %d chunks x %d tokens needs %s of activations on the device "
+                        "(%s with --recompute%s) besides the weights and adapters: %s (make plan-memory "
+                        "plans other sizes)",
+                        why, B, L, fmt_bytes(a, (double)plain), fmt_bytes(b, (double)rc), recompute ? ", as now" : "",
+                        recompute ? "use smaller groups (rv-bm25group -g) or a shorter --max-len"
+                                  : "try --recompute, smaller groups (rv-bm25group -g) or a shorter --max-len");
+}
+
 /* Every adapter tensor of d between the staging array (the device's packed
  * layout) and host memory laid out like the tool's flat parameter array
  * `params`, which the decoders' adapters point into: a tensor at the offset
@@ -842,6 +874,16 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     g->cap_B = 0;
     g->cap_n = 0;
     const rv_step_decoder *r = g->net[0].host, *lm = g->net[1].host;
+    if (!g->acts.dry) {   /* refuse before allocating anything when the set cannot fit (acts_failed says more) */
+        size_t need = 0, free_b = 0, total_b = 0;
+        if (rv_step_gpu_activation_bytes(r, lm, g->wt, B, n, recompute, &need) != 0)
+            return -1;
+        RV_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        char f[32], t[32];
+        if (need > free_b)
+            return rv_error_set("revela step on cuda: %s of the device's %s are free", fmt_bytes(f, (double)free_b),
+                                fmt_bytes(t, (double)total_b));
+    }
     size_t Dm = 0, QWm = 0, KWm = 0, Fm = 0, Rm = 1;
     for (int i = 0; i < 2; i++) {
         const rv_step_decoder *m = g->net[i].host;
@@ -1389,8 +1431,9 @@ extern "C" int rv_step_gpu_step(rv_step_gpu *g, const rv_step_batch *batch, cons
         rv_attn_shape_check(&lm_shape, batch->x_len) != 0)
         return rv_error_prefix("revela step on cuda");
     const size_t n = (size_t)B * L, BB = (size_t)B * B, DR = (size_t)r->hidden, DL = (size_t)lm->hidden;
-    if (ensure_acts(g, B, n, opts->recompute != 0) != 0 || ensure_rope(g, &g->net[0], L) != 0 ||
-        ensure_rope(g, &g->net[1], L) != 0)
+    if (ensure_acts(g, B, n, opts->recompute != 0) != 0)
+        return acts_failed(g, B, L, opts->recompute != 0);
+    if (ensure_rope(g, &g->net[0], L) != 0 || ensure_rope(g, &g->net[1], L) != 0)
         return -1;
 
     uint32_t *tmp = (uint32_t *)malloc(n * sizeof *tmp);

@@ -28,6 +28,10 @@
  * devices (default 1), all the same CPU, so multi-GPU code paths (one rank
  * per device) run too: cudaSetDevice and cudaGetDeviceProperties accept
  * 0..N-1. cudaSetDevice is remembered per host thread, as on a GPU.
+ * RV_EMU_DEVICE_MEM=BYTES makes the device that small (default 8 GiB, not
+ * enforced): cudaMalloc fails with cudaErrorMemoryAllocation beyond it, and
+ * cudaMemGetInfo reports it less what is allocated (all devices share one
+ * count), so callers' out-of-memory paths run too.
  *
  * Threads: several host threads may each drive their own context (a test
  * runs data-parallel ranks as threads). As with CUDA, the last error and the
@@ -47,6 +51,9 @@
 #include <time.h>
 #include <ucontext.h>
 
+#include <malloc.h>   /* malloc_usable_size: the emulated device's bytes in use */
+
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -132,6 +139,19 @@ inline cudaError_t fail(cudaError_t e)
     last_error = e;
     return e;
 }
+
+inline std::atomic<size_t> allocated{0};   /* bytes held by cudaMalloc (malloc_usable_size) */
+
+/* RV_EMU_DEVICE_MEM, or 0 when unset or not a positive number (8 GiB, not enforced). */
+inline size_t device_mem_limit()
+{
+    const char *s = getenv("RV_EMU_DEVICE_MEM");
+    if (!s || !*s)
+        return 0;
+    char *end = NULL;
+    unsigned long long n = strtoull(s, &end, 10);
+    return *end == '\0' ? (size_t)n : 0;
+}
 } // namespace rv_emu
 
 static inline const char *cudaGetErrorString(cudaError_t e)
@@ -189,15 +209,30 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 
 static inline cudaError_t cudaMalloc(void **p, size_t n)
 {
+    const size_t limit = rv_emu::device_mem_limit();
+    *p = NULL;
+    if (limit && n > limit - (rv_emu::allocated.load() < limit ? rv_emu::allocated.load() : limit))
+        return rv_emu::fail(cudaErrorMemoryAllocation);
     *p = malloc(n ? n : 1);
     if (!*p)
         return rv_emu::fail(cudaErrorMemoryAllocation);
+    rv_emu::allocated += malloc_usable_size(*p);
     memset(*p, 0xff, n);   /* NaN in every float/bf16 lane: unwritten device memory is loud */
     return cudaSuccess;
 }
 static inline cudaError_t cudaFree(void *p)
 {
+    if (p)
+        rv_emu::allocated -= malloc_usable_size(p);
     free(p);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
+{
+    const size_t limit = rv_emu::device_mem_limit(), total = limit ? limit : (size_t)8 << 30,
+                 used = rv_emu::allocated.load();
+    *total_bytes = total;
+    *free_bytes = used < total ? total - used : 0;
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t)

@@ -47,6 +47,7 @@ t_stderr_has gpu_profile_without_cuda_message '--gpu, --gpu-dtype and --gpu-prof
 
 cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity adapter_parity
              recompute_run recompute_same_step recompute_less_memory
+             small_device_refused small_device_hint small_device_no_output small_device_recompute
              bf16_run bf16_hparams bf16_loss gpu_profile_header gpu_profile_ops gpu_profile_within_step"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
@@ -86,6 +87,20 @@ rc_mb=$(sed -n '1s/.*"activations_mb":\([0-9.]*\).*/\1/p' "$D/rc/log.jsonl")
 full_mb=$(sed -n '1s/.*"activations_mb":\([0-9.]*\).*/\1/p' "$D/cuda/log.jsonl")
 t_eq recompute_less_memory "$(awk -v a="$rc_mb" -v b="$full_mb" 'BEGIN {print (a + 0 < b + 0) ? "yes" : "no: " a " vs " b}')" yes
 echo "INFO $T_SUITE/recompute: device activations ${rc_mb} MiB with --recompute, ${full_mb} MiB without"
+
+# A device too small for the activations (the emulator's RV_EMU_DEVICE_MEM: cuBLASLt's 32 MiB
+# workspace + 1.5 MB, where this fixture's weights and adapters take ~0.6 MB, its activations
+# 1.4 MiB, 0.5 MiB with --recompute): refused before the step allocates them, saying what the step
+# needs and the way out (no step logged, no checkpoint), which then works in the same --out
+SMALL=$((32 * 1048576 + 1500000))
+t_run env RV_EMU_DEVICE_MEM=$SMALL RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/small" --device cuda \
+    --stop-after 1
+t_exit small_device_refused 1
+t_stderr_has small_device_hint 'needs 1.4 MiB of activations on the device (0.5 MiB with --recompute) besides the weights and adapters: try --recompute'
+t_eq small_device_no_output "$(ls "$D/small/checkpoint" 2>/dev/null | wc -l) $(cat "$D/small/log.jsonl" 2>/dev/null | wc -l)" "0 0"
+t_run env RV_EMU_DEVICE_MEM=$SMALL RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/small" --device cuda \
+    --stop-after 1 --recompute
+t_exit small_device_recompute 0
 
 # --gpu-dtype bf16: recorded in hparams.json; the step-1 loss near the CPU's (bf16 operands). With
 # --gpu-profile over 3 steps: gpu_profile.tsv profiles steps 2-3, with the step's named groups and
