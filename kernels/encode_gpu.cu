@@ -324,6 +324,25 @@ static int linear(rv_encode_gpu *g, void *y, rv_wtype y_t, const void *x, size_t
     return rv_cuda_linear(g->c, y, y_t, x, m, w, hw->rows, hw->cols, g->wt, bias);
 }
 
+/* The residual stream x += in W^T (+ bias): the product adds straight into
+ * x (beta 1: no scratch output, no add pass); a bias, whose rows no product
+ * adds, goes through tmp. */
+static int linear_residual(rv_encode_gpu *g, const void *in, size_t m, const void *w, const rv_weight *hw,
+                           const float *bias)
+{
+    if (bias)
+        return linear(g, g->tmp, RV_WT_F32, in, m, w, hw, bias) < 0 ||
+                       rv_cuda_add(g->c, g->x, RV_WT_F32, g->tmp, RV_WT_F32, m * hw->rows) < 0
+                   ? -1
+                   : 0;
+    if (m > 0x7fffffffu || hw->rows > 0x7fffffffu || hw->cols > 0x7fffffffu)
+        return rv_error_set("encode on cuda: %zux%zux%zu exceeds cuBLASLt's int sizes", m, (size_t)hw->rows,
+                            (size_t)hw->cols);
+    g->flops += 2.0 * (double)m * (double)hw->rows * (double)hw->cols;
+    return rv_cuda_gemm(g->c, 0, 1, (int)m, (int)hw->rows, (int)hw->cols, 1.0f, in, (int)hw->cols, w, (int)hw->cols,
+                        g->wt, 1.0f, g->x, (int)hw->rows, RV_WT_F32);
+}
+
 /* rv_forward_run's contract (forward.h) with the hidden output on the host:
  * n_seqs packed sequences, final-norm rows for `rows` (n_rows of them) or
  * every token when rows is NULL, into hidden (host, f32). */
@@ -382,14 +401,12 @@ static int forward(rv_encode_gpu *g, const uint32_t *ids, const size_t *seq_off,
             double len = (double)(seq_off[s + 1] - seq_off[s]);
             g->flops += 2.0 * len * (len + 1) * (double)qd;   /* as forward.c counts attention */
         }
-        if (linear(g, g->tmp, RV_WT_F32, g->att, T, D->o, &L->o, D->o_bias) < 0 ||
-            rv_cuda_add(cu, g->x, RV_WT_F32, g->tmp, RV_WT_F32, T * d) < 0 ||
+        if (linear_residual(g, g->att, T, D->o, &L->o, D->o_bias) < 0 ||
             rv_cuda_rmsnorm(cu, g->xn, A, g->x, RV_WT_F32, D->ffn_norm, RV_WT_F32, T, d, eps, NULL) < 0 ||
             linear(g, g->gate, A, g->xn, T, D->gate, &L->gate, D->gate_bias) < 0 ||
             linear(g, g->up, A, g->xn, T, D->up, &L->up, D->up_bias) < 0 ||
             rv_cuda_swiglu(cu, g->gate, A, g->gate, A, g->up, A, T * ff) < 0 ||
-            linear(g, g->tmp, RV_WT_F32, g->gate, T, D->down, &L->down, D->down_bias) < 0 ||
-            rv_cuda_add(cu, g->x, RV_WT_F32, g->tmp, RV_WT_F32, T * d) < 0)
+            linear_residual(g, g->gate, T, D->down, &L->down, D->down_bias) < 0)
             return -1;
     }
     /* final norm on the requested rows only, as forward.c does */
