@@ -244,7 +244,7 @@ struct rv_step_gpu {
     size_t cap_n;
     dev_list acts;
     dpass pass[4];                /* P, Q (retriever), A, B (LM) */
-    float *xl, *tl;               /* dropout: masked adapter input (f32 storage), backward product [n, widest input] */
+    float *xl, *tl;               /* dropout, f32 storage: masked adapter input, backward product [n, widest input] */
     void *xb, *yb;                /* bf16 storage: a projection's input / output gradient narrowed to bf16 */
     float *qf, *kf, *vf;          /* bf16 storage: every layer's f32 q, k, v before narrowing (shared) */
     void *dob;                    /* bf16 storage: the attention output's gradient narrowed to bf16 (the
@@ -296,15 +296,15 @@ __global__ void dropout_mul_kernel(void *y, int y_t, const void *x, int x_t, siz
         rv_st(y, y_t, i, rv_ld(x, x_t, i) * keep_at(key, i, p, kept));
 }
 
-/* dx += keep * t (rv_lora_linear_backward's masked input gradient). */
-__global__ void dropout_add_kernel(float *dx, const float *t, size_t n, uint64_t key, float p, float kept)
+/* dx += keep * t (rv_lora_linear_backward's masked input gradient; t of type t_t). */
+__global__ void dropout_add_kernel(float *dx, const void *t, int t_t, size_t n, uint64_t key, float p, float kept)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dx[i] += keep_at(key, i, p, kept) * t[i];
+        dx[i] += keep_at(key, i, p, kept) * rv_ld(t, t_t, i);
 }
 
-/* add: dst (f32) += keep * src (f32); else dst (type dst_t) = src (type
- * src_t) * keep. */
+/* add: dst (f32) += keep * src (type src_t); else dst (type dst_t) = src
+ * (type src_t) * keep. */
 static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const void *src, rv_wtype src_t, size_t n,
                           const ddrop *d)
 {
@@ -313,7 +313,7 @@ static int dropout_launch(rv_cuda *c, int add, void *dst, rv_wtype dst_t, const 
     if (rv_grid_1d(n < cap ? n : cap, 256, &grid, "dropout") != 0)
         return -1;
     if (add) {
-        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, (float *)dst, (const float *)src, n, d->key, d->p,
+        RV_LAUNCH(dropout_add_kernel, grid, 256, 0, c->stream, (float *)dst, src, (int)src_t, n, d->key, d->p,
                   d->kept);
         RV_LAUNCH_CHECK("dropout_add_kernel");
     } else {
@@ -925,12 +925,14 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     const size_t DR = (size_t)r->hidden, DL = (size_t)lm->hidden, KWL = (size_t)lm->n_kv_heads * lm->head_dim;
     size_t In = Dm > QWm ? Dm : QWm;
     In = Fm > In ? Fm : In;
-    /* xl and glora serve f32 storage only: with bf16 the masked adapter
-     * input goes to xb and (scale dy B) to glb, both bf16 */
-    g->xl = g->glora = NULL;
-    if (g->wt == F32)
+    /* xl, tl and glora serve f32 storage only: with bf16 the masked adapter
+     * input and the backward's masked product go to xb, (scale dy B) to
+     * glb, all bf16 */
+    g->xl = g->tl = g->glora = NULL;
+    if (g->wt == F32) {
         TAKE(g->xl, n * In);
-    TAKE(g->tl, n * In);
+        TAKE(g->tl, n * In);
+    }
     g->xb = g->yb = g->glb = NULL;
     TAKE16(g->xb, n * In);
     TAKE16(g->yb, n * In);
@@ -1106,11 +1108,15 @@ static int proj_backward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv
         rv_cuda_gemm(c, 0, 0, N, r, out, p->scale, dyw, out, Bm, r, t, 0.0f, glw, r, t) != 0 ||
         rv_cuda_gemm(c, 1, 0, r, in, N, 1.0f, glw, r, xw, in, t, 1.0f, p->ga, in, F32) != 0)
         return -1;
-    if (d->p > 0)
-        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, glw, r, A, in, t, 0.0f, d->tl, in, F32) != 0 ||
-                       dropout_launch(c, 1, dx, F32, d->tl, F32, n * (size_t)in, d) != 0
+    if (d->p > 0) {   /* (gl A) into scratch, then masked into dx: f32, or with bf16 storage bf16
+                       * in xb, which the masked input no longer needs (half the traffic, for a
+                       * bf16 rounding of the adapter's term that the f32 add then keeps) */
+        void *tl = t == F32 ? (void *)d->tl : d->xb;
+        return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, glw, r, A, in, t, 0.0f, tl, in, t) != 0 ||
+                       dropout_launch(c, 1, dx, F32, tl, t, n * (size_t)in, d) != 0
                    ? -1
                    : 0;
+    }
     return rv_cuda_gemm(c, 0, 0, N, in, r, 1.0f, glw, r, A, in, t, 1.0f, dx, in, F32);
 }
 
