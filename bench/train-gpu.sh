@@ -12,9 +12,10 @@
 # 8192} (lib/model_config.c reads it); the byte-level fixture tokenizer
 # (tests/fixtures/model/llama_tied/tokenizer.json, BOS/EOS 1/2), groups of
 # TRB_B random-word chunks long enough that every view reaches --max-len.
-# Both sides: one checkpoint as retriever and LM, LoRA r TRB_R (alpha 2r,
-# dropout 0) on q,k,v,o,gate,up,down of both, tau 0.05, V-norm, grad-accum 1,
-# clip 1.0, AdamW; the same groups in the same order.
+# Both sides: one checkpoint as retriever and LM, LoRA r TRB_R, alpha TRB_ALPHA,
+# dropout TRB_DROPOUT (the paper's train.sh: 256, 64, 0.1) on q,k,v,o,gate,up,down
+# of both, tau 0.05, V-norm, grad-accum 1, clip 1.0, AdamW; the same groups in the
+# same order.
 #   ours   rv-train --device cuda --gpu-dtype bf16 (then f32 when the budget allows);
 #          ms/step = median of log.jsonl's ms_per_step after TRB_WARM warm-up steps
 #          (tokenisation, the step, gradient download and the host optimiser included)
@@ -39,7 +40,7 @@
 # Environment (defaults: the H100 run, ~150 s):
 #   PYTHON (python3), BIN (bin), BUILD (build), TRB_BUDGET (150 s for the whole script),
 #   TRB_LAYERS TRB_HIDDEN TRB_FF TRB_HEADS TRB_KV TRB_VOCAB TRB_ROPE (llama3 | none),
-#   TRB_B (16), TRB_LEN (160), TRB_R (256), TRB_STEPS (5 timed) TRB_WARM (2),
+#   TRB_B (16), TRB_LEN (160), TRB_R (256), TRB_ALPHA (64), TRB_DROPOUT (0.1), TRB_STEPS (5 timed) TRB_WARM (2),
 #   TRB_PEER_STEPS (4 timed after 1 warm-up), TRB_DEVICE (cuda: where the model is made and the
 #   peer runs; cpu for dry runs), TRB_F32 (1: also ours with --gpu-dtype f32 if time remains),
 #   TRB_MEM (1), TRB_MEM_B ("16 64"), TRB_PROFILE (1: ours bf16 again with --gpu-profile if time
@@ -62,6 +63,7 @@ export TRB_LAYERS=${TRB_LAYERS:-16} TRB_HIDDEN=${TRB_HIDDEN:-2048} TRB_FF=${TRB_
 export TRB_KV=${TRB_KV:-8} TRB_VOCAB=${TRB_VOCAB:-128256} TRB_ROPE=${TRB_ROPE:-llama3} TRB_B=${TRB_B:-16}
 export TRB_LEN=${TRB_LEN:-160} TRB_R=${TRB_R:-256} TRB_STEPS=${TRB_STEPS:-5} TRB_WARM=${TRB_WARM:-2}
 export TRB_PEER_STEPS=${TRB_PEER_STEPS:-4} TRB_DEVICE=${TRB_DEVICE:-cuda}
+export TRB_ALPHA=${TRB_ALPHA:-64} TRB_DROPOUT=${TRB_DROPOUT:-0.1}
 BUDGET=${TRB_BUDGET:-150}
 TOTAL=$((TRB_WARM + TRB_STEPS))
 FIG=${TRB_FIGURES:-}
@@ -178,7 +180,7 @@ ours() {
     if [ "$lim" -lt 15 ]; then OURS_WHY="not run: the time budget is spent"; return 1; fi
     watch_start "$W/mem-ours-$dt.txt"
     timeout --kill-after=5 "$lim" "$TRAIN" --model "$W/model" --from-jsonl "$W/groups.jsonl" --out "$out" \
-        --lora-rank "$TRB_R" --lora-alpha $((2 * TRB_R)) --lora-dropout 0 --grad-accum 1 --max-steps "$TOTAL" \
+        --lora-rank "$TRB_R" --lora-alpha "$TRB_ALPHA" --lora-dropout "$TRB_DROPOUT" --grad-accum 1 --max-steps "$TOTAL" \
         --max-len "$TRB_LEN" --tau 0.05 --save-every 0 --device cuda --gpu-dtype "$dt" ${OURS_EXTRA:-} \
         >"$out.out" 2>"$out.err" &
     pid=$!
@@ -227,7 +229,8 @@ if [ "$lim" -lt 15 ]; then
 else
     watch_start "$W/mem-peer.txt"
     timeout --kill-after=5 "$lim" "$PY" scripts/revela_torch.py bench --model "$W/model" --groups "$W/groups.jsonl" \
-        --lora-rank "$TRB_R" --lora-alpha $((2 * TRB_R)) --max-len "$TRB_LEN" --tau 0.05 --steps "$TRB_PEER_STEPS" \
+        --lora-rank "$TRB_R" --lora-alpha "$TRB_ALPHA" --lora-dropout "$TRB_DROPOUT" --max-len "$TRB_LEN" --tau 0.05 \
+        --steps "$TRB_PEER_STEPS" \
         --warmup-steps 1 --device "$TRB_DEVICE" --dtype bf16 >"$W/peer.out" 2>"$W/peer.err"
     rc=$?
     PEER_MEM=$(watch_stop)
@@ -386,7 +389,7 @@ fig mem_ours_f32_mib "${F32_MEM:-n/a}"
 fig status "$([ "$FAILED" = 0 ] && echo ok || echo FAIL)"
 
 {
-    echo "training step, Llama-3.2-1B architecture (RANDOM weights), B=$TRB_B L=$L r=$TRB_R, one optimiser step; $CARD"
+    echo "training step, Llama-3.2-1B architecture (RANDOM weights), B=$TRB_B L=$L r=$TRB_R alpha=$TRB_ALPHA dropout=$TRB_DROPOUT, one optimiser step; $CARD"
     printf '%-34s %12s %12s %10s\n' figure ours peer peer/ours
     printf '%-34s %12s %12s %10s\n' "ms/step (bf16, median)" "${BF_MS:-n/a}" "${PEER_MS:-n/a}" "$RATIO"
     printf '%-34s %12s %12s %10s\n' "MFU % (peak ${PEAK:-n/a} TFLOP/s)" "$MFU_OURS" "$MFU_PEER" ""

@@ -520,7 +520,7 @@ def bench(args):
         e = m.config.eos_token_id
         return e[0] if isinstance(e, list) else e
     views = Views(rdir, ldir, eos(retr_c), eos(lm_c), args.max_len, args.first_half == "on")
-    retr, lm = build_pair(retr_c, lm_c, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, 0.0)
+    retr, lm = build_pair(retr_c, lm_c, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, args.lora_dropout)
     if dtype != torch.float32:   # PEFT made the adapters fp32; DeepSpeed's engine casts the whole module
         retr.to(dtype)
         lm.to(dtype)
@@ -610,6 +610,8 @@ def main():
     b.add_argument("--groups", required=True, help="Revela batch file (JSONL), as rv-train --from-jsonl")
     b.add_argument("--lora-rank", type=int, default=64)
     b.add_argument("--lora-alpha", type=float, help="default 2 x rank")
+    b.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="PEFT's lora_dropout on every adapter's input (the paper's runs: 0.1; default 0)")
     b.add_argument("--max-len", type=int, default=157)
     b.add_argument("--tau", type=float, default=1e-4)
     b.add_argument("--no-v-norm", dest="v_norm", action="store_false")
