@@ -80,6 +80,13 @@ int rv_cuda_convert(rv_cuda *c, void *dst, rv_wtype dst_t, const void *src, rv_w
 int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
                  const void *B, int ldb, rv_wtype ab_t, float beta, void *C, int ldc, rv_wtype c_t);
 
+/* rv_cuda_gemm out of place: C = alpha * op(A) op(B) + beta * Cin, Cin of
+ * C's type and row stride (not read when beta is 0; it may be C). E.g. the
+ * residual stream's next copy written from the previous one in the product,
+ * without a copy pass. */
+int rv_cuda_gemm_c(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                   const void *B, int ldb, rv_wtype ab_t, float beta, const void *Cin, void *C, int ldc, rv_wtype c_t);
+
 /* What the plan cache of rv_cuda_gemm/rv_cuda_linear has seen since the
  * context opened: products run (calls), cuBLASLt plans built (each costs a
  * heuristic query, far more than a small product), plans evicted because

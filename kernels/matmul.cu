@@ -166,7 +166,7 @@ static gemm_plan *plan_get(rv_cuda *c, const gemm_plan *key)
 
 __global__ void __launch_bounds__(FB_TILE *FB_TILE)
     gemm_fallback_kernel(int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
-                         int ldb, int ab_t, float beta, void *C, int ldc, int c_t)
+                         int ldb, int ab_t, float beta, const void *Cin, void *C, int ldc, int c_t)
 {
     RV_DYN_SMEM(float, smem);
     float *As = smem, *Bs = smem + FB_TILE * FB_PITCH;
@@ -188,35 +188,43 @@ __global__ void __launch_bounds__(FB_TILE *FB_TILE)
         size_t at = (size_t)row * ldc + col;
         float v = alpha * acc;
         if (beta != 0.0f)   /* BLAS rule: C is not read when beta is 0 */
-            v += beta * rv_ld(C, c_t, at);
+            v += beta * rv_ld(Cin, c_t, at);
         rv_st(C, c_t, at, v);
     }
 }
 
 static int gemm_fallback(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
-                         const void *B, int ldb, rv_wtype ab_t, float beta, void *C, int ldc, rv_wtype c_t)
+                         const void *B, int ldb, rv_wtype ab_t, float beta, const void *Cin, void *C, int ldc,
+                         rv_wtype c_t)
 {
     unsigned gy = (unsigned)((M + FB_TILE - 1) / FB_TILE), gx = (unsigned)((N + FB_TILE - 1) / FB_TILE);
     if (gy > 65535)
         return rv_error_set("cuda gemm: %d rows exceed the fallback kernel's grid", M);
     RV_LAUNCH(gemm_fallback_kernel, dim3(gx, gy), FB_TILE * FB_TILE, 2 * FB_TILE * FB_PITCH * sizeof(float),
-              c->stream, ta, tb, M, N, K, alpha, A, lda, B, ldb, (int)ab_t, beta, C, ldc, (int)c_t);
+              c->stream, ta, tb, M, N, K, alpha, A, lda, B, ldb, (int)ab_t, beta, Cin, C, ldc, (int)c_t);
     RV_LAUNCH_CHECK("gemm_fallback_kernel");
     return 0;
 }
 
-/* C = beta * C for an empty inner dimension (cuBLAS does not take K = 0). */
-__global__ void scale_rows_kernel(void *C, int c_t, int M, int N, int ldc, float beta)
+/* C = beta * Cin for an empty inner dimension (cuBLAS does not take K = 0). */
+__global__ void scale_rows_kernel(const void *Cin, void *C, int c_t, int M, int N, int ldc, float beta)
 {
     size_t total = (size_t)M * N;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t at = (i / N) * (size_t)ldc + i % N;
-        rv_st(C, c_t, at, beta == 0.0f ? 0.0f : beta * rv_ld(C, c_t, at));
+        rv_st(C, c_t, at, beta == 0.0f ? 0.0f : beta * rv_ld(Cin, c_t, at));
     }
 }
 
 extern "C" int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
                             const void *B, int ldb, rv_wtype ab_t, float beta, void *C, int ldc, rv_wtype c_t)
+{
+    return rv_cuda_gemm_c(c, ta, tb, M, N, K, alpha, A, lda, B, ldb, ab_t, beta, C, C, ldc, c_t);
+}
+
+extern "C" int rv_cuda_gemm_c(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                              const void *B, int ldb, rv_wtype ab_t, float beta, const void *Cin, void *C, int ldc,
+                              rv_wtype c_t)
 {
     RV_PROFILE(c, "gemm");
     if (!rv_wtype_valid(ab_t) || !(c_t == RV_WT_F32 || c_t == ab_t))
@@ -234,7 +242,7 @@ extern "C" int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, flo
         if (rv_grid_1d((size_t)M * N < ((size_t)1 << 24) ? (size_t)M * N : ((size_t)1 << 24), 256, &grid,
                        "gemm scale") != 0)
             return -1;
-        RV_LAUNCH(scale_rows_kernel, grid, 256, 0, c->stream, C, (int)c_t, M, N, ldc, beta);
+        RV_LAUNCH(scale_rows_kernel, grid, 256, 0, c->stream, Cin, C, (int)c_t, M, N, ldc, beta);
         RV_LAUNCH_CHECK("scale_rows_kernel");
         return 0;
     }
@@ -252,7 +260,9 @@ extern "C" int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, flo
     key.c_t = (int)c_t;
     key.align_a = pointer_alignment(A);
     key.align_b = pointer_alignment(B);
-    key.align_c = pointer_alignment(C);
+    key.align_c = pointer_alignment(C);   /* (the plan promises it for the input C too) */
+    if (pointer_alignment(Cin) < key.align_c)
+        key.align_c = pointer_alignment(Cin);
     gemm_plan *p = plan_get(c, &key);
     if (!p)
         return -1;
@@ -260,8 +270,9 @@ extern "C" int rv_cuda_gemm(rv_cuda *c, int ta, int tb, int M, int N, int K, flo
     if (p->fallback)
         c->gemm->stats.fallback_calls++;
     if (p->fallback)
-        return gemm_fallback(c, ta ? 1 : 0, tb ? 1 : 0, M, N, K, alpha, A, lda, B, ldb, ab_t, beta, C, ldc, c_t);
-    RV_CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+        return gemm_fallback(c, ta ? 1 : 0, tb ? 1 : 0, M, N, K, alpha, A, lda, B, ldb, ab_t, beta, Cin, C, ldc,
+                             c_t);
+    RV_CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, Cin, p->lc, C, p->lc, &p->algo,
                                    c->workspace, c->workspace_bytes, c->stream));
     return 0;
 }

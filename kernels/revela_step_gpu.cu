@@ -937,7 +937,9 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     TAKE16(g->xb, n * In);
     TAKE16(g->yb, n * In);
     TAKE16(g->glb, n * Rm);
-    TAKE(g->x, n * Dm);
+    g->x = NULL;
+    if (recompute)   /* the recomputed layer's output (each layer's real one is the next one's saved input) */
+        TAKE(g->x, n * Dm);
     TAKE(g->sd, n * Dm);
     TAKE(g->sq, n * QWm);
     TAKE(g->dx, n * Dm);
@@ -1015,21 +1017,23 @@ static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
 }
 
 /* ---------------------------------------------------------------- projections */
-/* y = x W^T + bias + scale (x A^T) B^T, or with acc y += that (the residual
- * projections o and down add straight into the stream: no scratch output,
- * no separate add; with a bias, whose rows no product adds, through the
- * scratch d->sd); xa = x A^T kept for the backward
+/* y = x W^T + bias + scale (x A^T) B^T, or with res y = res + that (the
+ * residual projections o and down: the frozen product reads the stream's
+ * previous copy res (f32, it may be y) and writes its next, so there is no
+ * scratch output, add or copy pass; with a bias, whose rows no product
+ * adds, through the scratch d->sd); xa = x A^T kept for the backward
  * (rv_lora_linear_forward). With bf16 storage (d->wt) every product takes
  * bf16 operands with fp32 accumulation: x narrowed into d->xb for the
  * frozen product and reused for the adapter's (under dropout overwritten,
  * once the frozen product has read it, by x * keep rounded to bf16), the
  * adapters' bf16 copies, and xa written as bf16 (see the top comment). */
 static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_wtype xt, void *xa, void *y,
-                        rv_wtype yt, int acc, const ddrop *d)
+                        rv_wtype yt, const float *res, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
-    if (acc && p->bias)
-        return proj_forward(c, p, n, x, xt, xa, d->sd, F32, 0, d) != 0 ||
+    if (res && p->bias)
+        return proj_forward(c, p, n, x, xt, xa, d->sd, F32, NULL, d) != 0 ||
+                       (res != y && dcopy(c, (float *)y, res, n * (size_t)out) != 0) ||
                        rv_cuda_add(c, y, yt, d->sd, F32, n * (size_t)out) != 0
                    ? -1
                    : 0;
@@ -1041,7 +1045,7 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
                 return -1;
             xw = d->xb;
         }
-        if ((acc ? rv_cuda_gemm(c, 0, 1, N, out, in, 1.0f, xw, in, p->weight, in, d->wt, 1.0f, y, out, yt)
+        if ((res ? rv_cuda_gemm_c(c, 0, 1, N, out, in, 1.0f, xw, in, p->weight, in, d->wt, 1.0f, res, y, out, yt)
                  : rv_cuda_linear(c, y, yt, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias)) != 0)
             return -1;
     }
@@ -1068,8 +1072,9 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
  * the projection's input; under dropout x_lora = x * keep is recomputed
  * from the mask's hash (the same values the forward used). With bf16
  * storage the operands are bf16 as in proj_forward: dy (unless it is bf16
- * already) narrowed into d->yb (for the frozen product and dB, gl), x_lora narrowed again into d->xb
- * (the same bf16 values the forward's xa was made from), xa as saved, and
+ * already) narrowed into d->yb (for the frozen product and dB, gl), x_lora
+ * narrowed again into d->xb (the same bf16 values the forward's xa was made
+ * from), xa as saved, and
  * gl = scale dy B written as bf16 into d->glb for dA and dx; dA, dB and dx
  * accumulate in f32 (beta = 1), except that dx_fresh makes the first
  * product write dx (beta = 0: dx need not be zeroed; its old contents are
@@ -1140,10 +1145,11 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
 /* ---------------------------------------------------------------- forward */
 /* Projection `which` of layer la (weights P, dropout masks dr) on input x. */
 #define FWD(which, x, xt, y, yt)                                                                                \
-    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, yt, 0, &dr[RV_PROJ_##which])
-/* x += projection `which` of input in (the residual stream, f32) */
-#define FWD_RESIDUAL(which, in, x)                                                                              \
-    proj_forward(c, &P[RV_PROJ_##which], n, in, g->wt, la->xa[RV_PROJ_##which], x, F32, 1, &dr[RV_PROJ_##which])
+    proj_forward(c, &P[RV_PROJ_##which], n, x, xt, la->xa[RV_PROJ_##which], y, yt, NULL, &dr[RV_PROJ_##which])
+/* The residual stream: next = prev + projection `which` of input in (f32) */
+#define FWD_RESIDUAL(which, in, prev, next)                                                                     \
+    proj_forward(c, &P[RV_PROJ_##which], n, in, g->wt, la->xa[RV_PROJ_##which], next, F32, prev,                \
+                 &dr[RV_PROJ_##which])
 /* The backward of projection `which`; when this pass is the net's last
  * through the layer on the final micro-batch (fin), its adapter gradients
  * are now final and are reported to the gradient buckets at once. */
@@ -1235,10 +1241,10 @@ static int attention_forward(rv_step_gpu *g, const dpass *a, int l, dacts *la, c
                : 0;
 }
 
-/* x: the layer's input on entry (saved as la->x_in unless again: the
- * recompute before the backward, whose input is that copy), its output on
- * exit. */
-static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink *ib, int again)
+/* Layer l on its saved input la->x_in (the previous layer's output, or the
+ * embedding), its output written to out: the next layer's x_in, the pass's
+ * x_final, or (the recompute before the backward) a scratch. */
+static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *out, const dlink *ib)
 {
     rv_cuda *c = g->c;
     const rv_step_decoder *m = a->net->host;
@@ -1251,18 +1257,17 @@ static int layer_forward(rv_step_gpu *g, dpass *a, int l, float *x, const dlink 
     for (int p = 0; p < RV_N_PROJ; p++)
         dr[p] = drop_of(g, a, l, p);
 
-    if ((!again && dcopy(c, la->x_in, x, n * D) != 0) ||
-        rv_cuda_rmsnorm(c, la->u, g->wt, x, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
+    if (rv_cuda_rmsnorm(c, la->u, g->wt, la->x_in, F32, w->input_norm, F32, n, D, m->norm_eps, la->rstd1) != 0 ||
         FWD(Q, la->u, g->wt, la->q, F32) != 0 || FWD(K, la->u, g->wt, la->k, F32) != 0 ||
         FWD(V, la->u, g->wt, la->v, F32) != 0 || rope_qkv(g, a, la) != 0 ||
         attention_forward(g, a, l, la, ib, &shape, n * QW) != 0)
         return -1;
     const size_t F = (size_t)m->ffn;
-    if (FWD_RESIDUAL(O, O_IN(la, ib), x) != 0 || dcopy(c, la->x_mid, x, n * D) != 0 ||
-        rv_cuda_rmsnorm(c, la->u2, g->wt, x, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
+    if (FWD_RESIDUAL(O, O_IN(la, ib), la->x_in, la->x_mid) != 0 ||
+        rv_cuda_rmsnorm(c, la->u2, g->wt, la->x_mid, F32, w->post_norm, F32, n, D, m->norm_eps, la->rstd2) != 0 ||
         FWD(GATE, la->u2, g->wt, la->gate, g->wt) != 0 || FWD(UP, la->u2, g->wt, la->up, g->wt) != 0 ||
         rv_cuda_swiglu(c, la->hmid, g->wt, la->gate, g->wt, la->up, g->wt, n * F) != 0 ||
-        FWD_RESIDUAL(DOWN, la->hmid, x) != 0)
+        FWD_RESIDUAL(DOWN, la->hmid, la->x_mid, out) != 0)
         return -1;
     return 0;
 }
@@ -1271,13 +1276,12 @@ static int pass_forward(rv_step_gpu *g, dpass *a, const dlink *ib)
 {
     const rv_step_decoder *m = a->net->host;
     const size_t n = a->n, D = (size_t)m->hidden;
-    if (rv_cuda_embedding(g->c, g->x, F32, a->net->embed, g->wt, (size_t)m->vocab, D, a->d_ids, n) != 0)
+    if (rv_cuda_embedding(g->c, a->layers[0].x_in, F32, a->net->embed, g->wt, (size_t)m->vocab, D, a->d_ids, n) != 0)
         return -1;
     for (int l = 0; l < m->n_layers; l++)
-        if (layer_forward(g, a, l, g->x, ib, 0) != 0)
+        if (layer_forward(g, a, l, l + 1 < m->n_layers ? a->layers[l + 1].x_in : a->x_final, ib) != 0)
             return -1;
-    if (dcopy(g->c, a->x_final, g->x, n * D) != 0 ||
-        rv_cuda_rmsnorm(g->c, a->h, F32, g->x, F32, a->net->final_norm, F32, n, D, m->norm_eps, a->rstd_f) != 0)
+    if (rv_cuda_rmsnorm(g->c, a->h, F32, a->x_final, F32, a->net->final_norm, F32, n, D, m->norm_eps, a->rstd_f) != 0)
         return -1;
     return 0;
 }
@@ -1378,11 +1382,11 @@ static int pass_backward(rv_step_gpu *g, dpass *a, const float *dh, float **dk_s
         } else if (dzero(c, dk, n * KW * 4) != 0 || dzero(c, dv, n * KW * 4) != 0) {
             return -1;
         }
-        /* recompute: the same forward again from the saved input (g->x is
-         * free during the backward), into the shared set; the same ops on
-         * the same data with the same dropout keys give the same values */
-        if (a->recompute &&
-            (dcopy(c, g->x, a->layers[l].x_in, n * D) != 0 || layer_forward(g, a, l, g->x, ib, 1) != 0))
+        /* recompute: the same forward again from the saved input, into the
+         * shared set (its output, already the next layer's saved input, to
+         * the scratch g->x); the same ops on the same data with the same
+         * dropout keys give the same values */
+        if (a->recompute && layer_forward(g, a, l, g->x, ib) != 0)
             return -1;
         if (layer_backward(g, a, l, g->dx, dk, dv, ib, fin) != 0)
             return -1;

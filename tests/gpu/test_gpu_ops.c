@@ -624,6 +624,45 @@ static void test_gemm_case(int ta, int tb, int M, int N, int K, int pad, rv_wtyp
     rv_cuda_free(ctx, da), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dc);
 }
 
+/* rv_cuda_gemm_c: C (poisoned) = alpha op(A) op(B) + beta Cin with Cin in
+ * a buffer of its own, which must come out unchanged. pad: row padding of
+ * every operand (odd with bf16: rows below cuBLASLt's 16-byte alignment,
+ * the fallback kernel). */
+static void test_gemm_c_case(int ta, int tb, int M, int N, int K, int pad, rv_wtype abt, rv_wtype ct, float beta)
+{
+    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *a = rnd_alloc(na, 1.0f), *b = rnd_alloc(nb, 1.0f), *cin = rnd_alloc(nc, 1.0f);
+    round_to(a, na, abt);
+    round_to(b, nb, abt);
+    round_to(cin, nc, ct);
+    float alpha = 0.75f, *ref = copy_alloc(cin, nc);
+    if (K > 0)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
+                    lda, b, ldb, beta, ref, ldc);
+    else
+        for (size_t i = 0; i < nc; i++)
+            ref[i] = beta * cin[i];
+    void *da = dev_upload(a, na, abt), *db = dev_upload(b, nb, abt), *dcin = dev_upload(cin, nc, ct);
+    void *dc = dev_poisoned(nc, ct);
+    if (rv_cuda_gemm_c(ctx, ta, tb, M, N, K, alpha, da, lda, db, ldb, abt, beta, dcin, dc, ldc, ct) != 0)
+        die_lib("gemm_c");
+    float *got = dev_download(dc, nc, ct), *cin_after = dev_download(dcin, nc, ct);
+    float *gc = xmalloc((size_t)M * N * sizeof *gc), *rc = xmalloc((size_t)M * N * sizeof *rc);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            gc[(size_t)i * N + j] = got[(size_t)i * ldc + j];
+            rc[(size_t)i * N + j] = ref[(size_t)i * ldc + j];
+        }
+    verdict v = {0};
+    compare(&v, "C", gc, rc, (size_t)M * N, abt == RV_WT_F32 && ct == RV_WT_F32 ? TOL_F32 : TOL_BF16);
+    compare(&v, "Cin unchanged", cin_after, cin, nc, 0.0);
+    report(&v, "gemm_c %s->%s ta=%d tb=%d %dx%dx%d pad=%d beta=%g", tn(abt), tn(ct), ta, tb, M, N, K, pad,
+           (double)beta);
+    free(a), free(b), free(cin), free(ref), free(got), free(cin_after), free(gc), free(rc);
+    rv_cuda_free(ctx, da), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dcin), rv_cuda_free(ctx, dc);
+}
+
 static void test_linear_case(size_t m, size_t out, size_t in, rv_wtype t, int bias)
 {
     float *x = rnd_alloc(m * in, 1.0f), *w = rnd_alloc(out * in, 0.5f), *bv = bias ? rnd_alloc(out, 1.0f) : NULL;
@@ -693,6 +732,10 @@ static void test_gemm(void)
     test_gemm_case(1, 0, 5, 3, 7, 1, RV_WT_F32, RV_WT_F32, 0.0f, 1);
     test_gemm_case(1, 0, 17, 9, 20, 0, RV_WT_BF16, RV_WT_F32, 0.5f, 1);
     test_gemm_case(1, 1, 8, 19, 33, 2, RV_WT_BF16, RV_WT_BF16, 0.0f, 1);
+    test_gemm_c_case(0, 1, 9, 6, 11, 0, RV_WT_BF16, RV_WT_F32, 1.0f);   /* the residual projections' use */
+    test_gemm_c_case(1, 0, 5, 3, 7, 2, RV_WT_F32, RV_WT_F32, 0.5f);
+    test_gemm_c_case(0, 1, 5, 4, 0, 0, RV_WT_F32, RV_WT_F32, 0.5f);      /* K = 0: C = beta Cin */
+    test_gemm_c_case(0, 0, 7, 5, 9, 1, RV_WT_BF16, RV_WT_BF16, 1.0f);    /* odd bf16 rows: the fallback kernel */
     test_linear_case(5, 7, 9, RV_WT_F32, 1);
     test_linear_case(4, 6, 8, RV_WT_BF16, 0);
     if (!quick) {
