@@ -566,8 +566,11 @@ static void test_rows(void)
 }
 
 /* ---------------------------------------------------------------- matrix products */
+/* misalign: the operands start one element into their buffers. sep_c (not
+ * with misalign): rv_cuda_gemm_c with Cin in a buffer of its own, which
+ * must come out unchanged, and C poisoned. */
 static void test_gemm_case(int ta, int tb, int M, int N, int K, int pad, rv_wtype abt, rv_wtype ct, float beta,
-                           int misalign)
+                           int misalign, int sep_c)
 {
     int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
@@ -585,7 +588,8 @@ static void test_gemm_case(int ta, int tb, int M, int N, int K, int pad, rv_wtyp
     /* misalign: the operands start one element into their buffers */
     size_t off = misalign ? 1 : 0, ab = rv_wtype_size(abt), cb = rv_wtype_size(ct);
     char *da = dev_upload_ex(a, na, abt, off), *db = dev_upload_ex(b, nb, abt, off);
-    char *dc = beta == 0.0f ? dev_poisoned(nc + off, ct) : dev_upload_ex(cin, nc, ct, off);
+    char *dc = beta == 0.0f || sep_c ? dev_poisoned(nc + off, ct) : dev_upload_ex(cin, nc, ct, off);
+    void *dcin = sep_c ? dev_upload(cin, nc, ct) : NULL;
     if (off) {   /* shift the uploaded data by one element */
         float *sa = xmalloc((na + 1) * sizeof *sa), *sb = xmalloc((nb + 1) * sizeof *sb);
         sa[0] = sb[0] = 0.0f;
@@ -605,8 +609,9 @@ static void test_gemm_case(int ta, int tb, int M, int N, int K, int pad, rv_wtyp
         }
         free(sa), free(sb), free(ha), free(hb);
     }
-    if (rv_cuda_gemm(ctx, ta, tb, M, N, K, alpha, da + off * ab, lda, db + off * ab, ldb, abt, beta, dc + off * cb, ldc,
-                     ct) != 0)
+    if ((sep_c ? rv_cuda_gemm_c(ctx, ta, tb, M, N, K, alpha, da, lda, db, ldb, abt, beta, dcin, dc, ldc, ct)
+               : rv_cuda_gemm(ctx, ta, tb, M, N, K, alpha, da + off * ab, lda, db + off * ab, ldb, abt, beta,
+                              dc + off * cb, ldc, ct)) != 0)
         die_lib("gemm");
     float *all = dev_download(dc, nc + off, ct), *got = all + off;
     /* columns past N (the row padding) are not part of C: compare only C */
@@ -618,49 +623,16 @@ static void test_gemm_case(int ta, int tb, int M, int N, int K, int pad, rv_wtyp
         }
     verdict v = {0};
     compare(&v, "C", gc, rc, (size_t)M * N, abt == RV_WT_F32 && ct == RV_WT_F32 ? TOL_F32 : TOL_BF16);
-    report(&v, "gemm %s->%s ta=%d tb=%d %dx%dx%d pad=%d beta=%g%s", tn(abt), tn(ct), ta, tb, M, N, K, pad,
-           (double)beta, misalign ? " misaligned" : "");
+    if (sep_c) {
+        float *cin_after = dev_download(dcin, nc, ct);
+        compare(&v, "Cin unchanged", cin_after, cin, nc, 0.0);
+        free(cin_after);
+        rv_cuda_free(ctx, dcin);
+    }
+    report(&v, "gemm%s %s->%s ta=%d tb=%d %dx%dx%d pad=%d beta=%g%s", sep_c ? "_c" : "", tn(abt), tn(ct), ta, tb, M,
+           N, K, pad, (double)beta, misalign ? " misaligned" : "");
     free(a), free(b), free(cin), free(ref), free(all), free(gc), free(rc);
     rv_cuda_free(ctx, da), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dc);
-}
-
-/* rv_cuda_gemm_c: C (poisoned) = alpha op(A) op(B) + beta Cin with Cin in
- * a buffer of its own, which must come out unchanged. pad: row padding of
- * every operand (odd with bf16: rows below cuBLASLt's 16-byte alignment,
- * the fallback kernel). */
-static void test_gemm_c_case(int ta, int tb, int M, int N, int K, int pad, rv_wtype abt, rv_wtype ct, float beta)
-{
-    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
-    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
-    float *a = rnd_alloc(na, 1.0f), *b = rnd_alloc(nb, 1.0f), *cin = rnd_alloc(nc, 1.0f);
-    round_to(a, na, abt);
-    round_to(b, nb, abt);
-    round_to(cin, nc, ct);
-    float alpha = 0.75f, *ref = copy_alloc(cin, nc);
-    if (K > 0)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
-                    lda, b, ldb, beta, ref, ldc);
-    else
-        for (size_t i = 0; i < nc; i++)
-            ref[i] = beta * cin[i];
-    void *da = dev_upload(a, na, abt), *db = dev_upload(b, nb, abt), *dcin = dev_upload(cin, nc, ct);
-    void *dc = dev_poisoned(nc, ct);
-    if (rv_cuda_gemm_c(ctx, ta, tb, M, N, K, alpha, da, lda, db, ldb, abt, beta, dcin, dc, ldc, ct) != 0)
-        die_lib("gemm_c");
-    float *got = dev_download(dc, nc, ct), *cin_after = dev_download(dcin, nc, ct);
-    float *gc = xmalloc((size_t)M * N * sizeof *gc), *rc = xmalloc((size_t)M * N * sizeof *rc);
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            gc[(size_t)i * N + j] = got[(size_t)i * ldc + j];
-            rc[(size_t)i * N + j] = ref[(size_t)i * ldc + j];
-        }
-    verdict v = {0};
-    compare(&v, "C", gc, rc, (size_t)M * N, abt == RV_WT_F32 && ct == RV_WT_F32 ? TOL_F32 : TOL_BF16);
-    compare(&v, "Cin unchanged", cin_after, cin, nc, 0.0);
-    report(&v, "gemm_c %s->%s ta=%d tb=%d %dx%dx%d pad=%d beta=%g", tn(abt), tn(ct), ta, tb, M, N, K, pad,
-           (double)beta);
-    free(a), free(b), free(cin), free(ref), free(got), free(cin_after), free(gc), free(rc);
-    rv_cuda_free(ctx, da), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dcin), rv_cuda_free(ctx, dc);
 }
 
 static void test_linear_case(size_t m, size_t out, size_t in, rv_wtype t, int bias)
@@ -723,30 +695,31 @@ static void test_gemm(void)
     test_gemm_stats();
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
-            test_gemm_case(ta, tb, 7, 13, 5, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0);
-            test_gemm_case(ta, tb, 9, 6, 11, 3, RV_WT_BF16, RV_WT_F32, 0.5f, 0);
+            test_gemm_case(ta, tb, 7, 13, 5, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0, 0);
+            test_gemm_case(ta, tb, 9, 6, 11, 3, RV_WT_BF16, RV_WT_F32, 0.5f, 0, 0);
         }
-    test_gemm_case(0, 1, 1, 1, 1, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0);
-    test_gemm_case(0, 1, 5, 4, 0, 0, RV_WT_F32, RV_WT_F32, 0.5f, 0);   /* K = 0: C = beta C */
-    test_gemm_case(0, 1, 6, 10, 12, 0, RV_WT_BF16, RV_WT_BF16, 1.0f, 1);
-    test_gemm_case(1, 0, 5, 3, 7, 1, RV_WT_F32, RV_WT_F32, 0.0f, 1);
-    test_gemm_case(1, 0, 17, 9, 20, 0, RV_WT_BF16, RV_WT_F32, 0.5f, 1);
-    test_gemm_case(1, 1, 8, 19, 33, 2, RV_WT_BF16, RV_WT_BF16, 0.0f, 1);
-    test_gemm_c_case(0, 1, 9, 6, 11, 0, RV_WT_BF16, RV_WT_F32, 1.0f);   /* the residual projections' use */
-    test_gemm_c_case(1, 0, 5, 3, 7, 2, RV_WT_F32, RV_WT_F32, 0.5f);
-    test_gemm_c_case(0, 1, 5, 4, 0, 0, RV_WT_F32, RV_WT_F32, 0.5f);      /* K = 0: C = beta Cin */
-    test_gemm_c_case(0, 0, 7, 5, 9, 1, RV_WT_BF16, RV_WT_BF16, 1.0f);    /* odd bf16 rows: the fallback kernel */
+    test_gemm_case(0, 1, 1, 1, 1, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0, 0);
+    test_gemm_case(0, 1, 5, 4, 0, 0, RV_WT_F32, RV_WT_F32, 0.5f, 0, 0);   /* K = 0: C = beta C */
+    test_gemm_case(0, 1, 6, 10, 12, 0, RV_WT_BF16, RV_WT_BF16, 1.0f, 1, 0);
+    test_gemm_case(1, 0, 5, 3, 7, 1, RV_WT_F32, RV_WT_F32, 0.0f, 1, 0);
+    test_gemm_case(1, 0, 17, 9, 20, 0, RV_WT_BF16, RV_WT_F32, 0.5f, 1, 0);
+    test_gemm_case(1, 1, 8, 19, 33, 2, RV_WT_BF16, RV_WT_BF16, 0.0f, 1, 0);
+    /* rv_cuda_gemm_c: the residual projections' use, K = 0 (C = beta Cin), odd bf16 row strides */
+    test_gemm_case(0, 1, 9, 6, 11, 0, RV_WT_BF16, RV_WT_F32, 1.0f, 0, 1);
+    test_gemm_case(1, 0, 5, 3, 7, 2, RV_WT_F32, RV_WT_F32, 0.5f, 0, 1);
+    test_gemm_case(0, 1, 5, 4, 0, 0, RV_WT_F32, RV_WT_F32, 0.5f, 0, 1);
+    test_gemm_case(0, 0, 7, 5, 9, 1, RV_WT_BF16, RV_WT_BF16, 1.0f, 0, 1);
     test_linear_case(5, 7, 9, RV_WT_F32, 1);
     test_linear_case(4, 6, 8, RV_WT_BF16, 0);
     if (!quick) {
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
-                test_gemm_case(ta, tb, 129, 65, 257, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0);
-                test_gemm_case(ta, tb, 200, 136, 384, 8, RV_WT_BF16, RV_WT_F32, 1.0f, 0);
+                test_gemm_case(ta, tb, 129, 65, 257, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0, 0);
+                test_gemm_case(ta, tb, 200, 136, 384, 8, RV_WT_BF16, RV_WT_F32, 1.0f, 0, 0);
             }
-        test_gemm_case(0, 1, 512, 1000, 2048, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0);   /* rv-search shape */
-        test_gemm_case(0, 1, 2512, 512, 2048, 0, RV_WT_BF16, RV_WT_BF16, 0.0f, 0);
-        test_gemm_case(0, 1, 333, 257, 129, 0, RV_WT_BF16, RV_WT_F32, 0.0f, 1);
+        test_gemm_case(0, 1, 512, 1000, 2048, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0, 0);   /* rv-search shape */
+        test_gemm_case(0, 1, 2512, 512, 2048, 0, RV_WT_BF16, RV_WT_BF16, 0.0f, 0, 0);
+        test_gemm_case(0, 1, 333, 257, 129, 0, RV_WT_BF16, RV_WT_F32, 0.0f, 1, 0);
         test_linear_case(157, 8192, 2048, RV_WT_BF16, 0);
         test_linear_case(33, 896, 896, RV_WT_F32, 1);
     }
