@@ -7,7 +7,8 @@
 #   make gpu-emu       $(BUILD)/gpu-emu/test_gpu_ops (and bench_gpu, librevela-cuda.so): the same
 #                      programs and backend with kernels/*.cu compiled as C++ for the CPU
 #                      emulator (kernels/dev/cuda_emu.h; no nvcc needed)
-#   make gpu-emu-asan  the emulated test under ASan + UBSan (out-of-bounds kernel accesses)
+#   make gpu-emu-asan  the emulated tests (test_gpu_ops, test_step_gpu) under ASan + UBSan
+#                      (out-of-bounds kernel accesses)
 #   make gpu-check     builds both and runs them (real one SKIPs without a device)
 #   make plan-memory   the device memory a Revela step needs per model pair, B, L, rank and
 #                      --recompute (tests/gpu/plan_memory.c; no device needed)

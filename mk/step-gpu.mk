@@ -4,6 +4,7 @@
 #                                    as $(BUILD)/tests/test_step_gpu_emu (not under sanitizers,
 #                                    as test_gpu_emu in mk/cuda.mk)
 #   $(BUILD)/gpu/test_step_gpu       real CUDA (make gpu-tests; prints SKIP without a device)
+#   $(BUILD)/gpu-emu-asan/test_step_gpu  the emulated one under ASan + UBSan (make gpu-emu-asan)
 # Variables are defined here rather than taken from mk/cuda.mk, so the order
 # the fragments are read in does not matter.
 
@@ -20,6 +21,17 @@ $(BUILD)/gpu/test_step_gpu: $(STEP_GPU_DEPS) $(CU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ikernels -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(CU_OBJ) $(BUILD)/librevela.a $(LDLIBS) \
 	    $(CUDA_LDLIBS)
+
+# the same under ASan + UBSan (make gpu-emu-asan, with mk/cuda.mk's emulated
+# kernels built so): an out-of-bounds access to any device buffer of the step
+# is reported (~2 minutes)
+$(BUILD)/gpu-emu-asan/test_step_gpu: $(STEP_GPU_DEPS) $(patsubst kernels/%.cu,$(BUILD)/gpu-emu-asan/kernels/%.o,$(CU_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=address,undefined -fno-omit-frame-pointer -DRV_CUDA_EMULATE -Ikernels -Itests/unit \
+	    $(ALL_LDFLAGS) -fsanitize=address,undefined -o $@ $< \
+	    $(patsubst kernels/%.cu,$(BUILD)/gpu-emu-asan/kernels/%.o,$(CU_SRC)) $(BUILD)/librevela.a $(LDLIBS) -lstdc++
+gpu-emu-asan: $(BUILD)/gpu-emu-asan/test_step_gpu
+	$(BUILD)/gpu-emu-asan/test_step_gpu
 
 gpu-emu: $(BUILD)/gpu-emu/test_step_gpu
 ifneq ($(NVCC),)
