@@ -30,8 +30,10 @@ $(BUILD)/gpu-emu-asan/test_step_gpu: $(STEP_GPU_DEPS) $(patsubst kernels/%.cu,$(
 	$(CC) $(ALL_CFLAGS) -fsanitize=address,undefined -fno-omit-frame-pointer -DRV_CUDA_EMULATE -Ikernels -Itests/unit \
 	    $(ALL_LDFLAGS) -fsanitize=address,undefined -o $@ $< \
 	    $(patsubst kernels/%.cu,$(BUILD)/gpu-emu-asan/kernels/%.o,$(CU_SRC)) $(BUILD)/librevela.a $(LDLIBS) -lstdc++
-gpu-emu-asan: $(BUILD)/gpu-emu-asan/test_step_gpu
+.PHONY: gpu-emu-asan-step
+gpu-emu-asan-step: $(BUILD)/gpu-emu-asan/test_step_gpu
 	$(BUILD)/gpu-emu-asan/test_step_gpu
+gpu-emu-asan: gpu-emu-asan-step   # (a prerequisite only: mk/cuda.mk's recipe runs test_gpu_ops)
 
 gpu-emu: $(BUILD)/gpu-emu/test_step_gpu
 ifneq ($(NVCC),)
