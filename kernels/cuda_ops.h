@@ -104,6 +104,12 @@ void rv_cuda_gemm_get_stats(const rv_cuda *c, rv_cuda_gemm_stats *s);
 int rv_cuda_linear(rv_cuda *c, void *y, rv_wtype y_t, const void *x, size_t m, const void *w, size_t out,
                    size_t in, rv_wtype xw_t, const float *bias);
 
+/* y = res + x w^T (+ bias): rv_cuda_linear adding onto res [m, out] (y's
+ * type; it may be y; NULL: none), e.g. a residual stream's next copy made
+ * from its previous one by the product itself, with no add or copy pass. */
+int rv_cuda_linear_res(rv_cuda *c, void *y, rv_wtype y_t, const void *res, const void *x, size_t m, const void *w,
+                       size_t out, size_t in, rv_wtype xw_t, const float *bias);
+
 /* ---------------------------------------------------------------- element-wise and row ops */
 
 /* rv_op_rmsnorm / rv_rmsnorm_forward: y = x / sqrt(mean(x^2) + eps) * w over

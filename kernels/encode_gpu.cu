@@ -33,7 +33,7 @@ struct rv_encode_gpu {
     size_t n_pos;
     /* activations, sized for cap_tok tokens and cap_seq sequences */
     size_t cap_tok, cap_seq;
-    float *x, *tmp, *hid;      /* residual stream, projection outputs to add, final-norm rows */
+    float *x, *tmp, *hid;      /* residual stream, the gathered final rows, final-norm rows */
     void *xn, *q, *k, *v, *att, *gate, *up;
     uint32_t *d_ids, *d_pos, *d_rows;
     int *d_seq_off;
@@ -317,30 +317,19 @@ static int reserve_rope(rv_encode_gpu *g, size_t n_pos)
 
 /* ---------------------------------------------------------------- forward */
 
+/* y = res + x W^T (+ bias), res NULL: none; the residual stream's o and
+ * down (res = y = x) add straight into it, with no scratch or add pass. */
+static int linear_res(rv_encode_gpu *g, void *y, rv_wtype y_t, const void *res, const void *x, size_t m,
+                      const void *w, const rv_weight *hw, const float *bias)
+{
+    g->flops += 2.0 * (double)m * (double)hw->rows * (double)hw->cols;
+    return rv_cuda_linear_res(g->c, y, y_t, res, x, m, w, hw->rows, hw->cols, g->wt, bias);
+}
+
 static int linear(rv_encode_gpu *g, void *y, rv_wtype y_t, const void *x, size_t m, const void *w,
                   const rv_weight *hw, const float *bias)
 {
-    g->flops += 2.0 * (double)m * (double)hw->rows * (double)hw->cols;
-    return rv_cuda_linear(g->c, y, y_t, x, m, w, hw->rows, hw->cols, g->wt, bias);
-}
-
-/* The residual stream x += in W^T (+ bias): the product adds straight into
- * x (beta 1: no scratch output, no add pass); a bias, whose rows no product
- * adds, goes through tmp. */
-static int linear_residual(rv_encode_gpu *g, const void *in, size_t m, const void *w, const rv_weight *hw,
-                           const float *bias)
-{
-    if (bias)
-        return linear(g, g->tmp, RV_WT_F32, in, m, w, hw, bias) < 0 ||
-                       rv_cuda_add(g->c, g->x, RV_WT_F32, g->tmp, RV_WT_F32, m * hw->rows) < 0
-                   ? -1
-                   : 0;
-    if (m > 0x7fffffffu || hw->rows > 0x7fffffffu || hw->cols > 0x7fffffffu)
-        return rv_error_set("encode on cuda: %zux%zux%zu exceeds cuBLASLt's int sizes", m, (size_t)hw->rows,
-                            (size_t)hw->cols);
-    g->flops += 2.0 * (double)m * (double)hw->rows * (double)hw->cols;
-    return rv_cuda_gemm(g->c, 0, 1, (int)m, (int)hw->rows, (int)hw->cols, 1.0f, in, (int)hw->cols, w, (int)hw->cols,
-                        g->wt, 1.0f, g->x, (int)hw->rows, RV_WT_F32);
+    return linear_res(g, y, y_t, NULL, x, m, w, hw, bias);
 }
 
 /* rv_forward_run's contract (forward.h) with the hidden output on the host:
@@ -401,12 +390,12 @@ static int forward(rv_encode_gpu *g, const uint32_t *ids, const size_t *seq_off,
             double len = (double)(seq_off[s + 1] - seq_off[s]);
             g->flops += 2.0 * len * (len + 1) * (double)qd;   /* as forward.c counts attention */
         }
-        if (linear_residual(g, g->att, T, D->o, &L->o, D->o_bias) < 0 ||
+        if (linear_res(g, g->x, RV_WT_F32, g->x, g->att, T, D->o, &L->o, D->o_bias) < 0 ||
             rv_cuda_rmsnorm(cu, g->xn, A, g->x, RV_WT_F32, D->ffn_norm, RV_WT_F32, T, d, eps, NULL) < 0 ||
             linear(g, g->gate, A, g->xn, T, D->gate, &L->gate, D->gate_bias) < 0 ||
             linear(g, g->up, A, g->xn, T, D->up, &L->up, D->up_bias) < 0 ||
             rv_cuda_swiglu(cu, g->gate, A, g->gate, A, g->up, A, T * ff) < 0 ||
-            linear_residual(g, g->gate, T, D->down, &L->down, D->down_bias) < 0)
+            linear_res(g, g->x, RV_WT_F32, g->x, g->gate, T, D->down, &L->down, D->down_bias) < 0)
             return -1;
     }
     /* final norm on the requested rows only, as forward.c does */

@@ -278,32 +278,38 @@ extern "C" int rv_cuda_gemm_c(rv_cuda *c, int ta, int tb, int M, int N, int K, f
 }
 
 /* ---------------------------------------------------------------- linear */
-__global__ void bias_rows_kernel(void *y, int y_t, size_t m, size_t out, const float *bias)
+/* y = bias rows (+ res, when not NULL; res may be y) */
+__global__ void bias_rows_kernel(void *y, int y_t, const void *res, size_t m, size_t out, const float *bias)
 {
     size_t total = m * out;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
-        rv_st(y, y_t, i, bias[i % out]);
+        rv_st(y, y_t, i, (res ? rv_ld(res, y_t, i) : 0.0f) + bias[i % out]);
 }
 
 extern "C" int rv_cuda_linear(rv_cuda *c, void *y, rv_wtype y_t, const void *x, size_t m, const void *w, size_t out,
                               size_t in, rv_wtype xw_t, const float *bias)
+{
+    return rv_cuda_linear_res(c, y, y_t, NULL, x, m, w, out, in, xw_t, bias);
+}
+
+extern "C" int rv_cuda_linear_res(rv_cuda *c, void *y, rv_wtype y_t, const void *res, const void *x, size_t m,
+                                  const void *w, size_t out, size_t in, rv_wtype xw_t, const float *bias)
 {
     RV_PROFILE(c, "linear");
     if (m > 0x7fffffffu || out > 0x7fffffffu || in > 0x7fffffffu)
         return rv_error_set("cuda linear: %zux%zux%zu exceeds cuBLASLt's int sizes", m, out, in);
     if (m == 0 || out == 0)
         return 0;
-    float beta = 0.0f;
-    if (bias) {
+    if (bias) {   /* y = res + bias first, then the product adds into it */
         unsigned grid = 1;
         if (rv_grid_1d(m * out < ((size_t)1 << 24) ? m * out : ((size_t)1 << 24), 256, &grid, "linear bias") != 0)
             return -1;
-        RV_LAUNCH(bias_rows_kernel, grid, 256, 0, c->stream, y, (int)y_t, m, out, bias);
+        RV_LAUNCH(bias_rows_kernel, grid, 256, 0, c->stream, y, (int)y_t, res, m, out, bias);
         RV_LAUNCH_CHECK("bias_rows_kernel");
-        beta = 1.0f;
+        res = y;
     }
-    return rv_cuda_gemm(c, 0, 1, (int)m, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, xw_t, beta, y, (int)out,
-                        y_t);
+    return rv_cuda_gemm_c(c, 0, 1, (int)m, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, xw_t, res ? 1.0f : 0.0f,
+                          res ? res : y, y, (int)out, y_t);
 }
 
 extern "C" void rv_cuda_gemm_get_stats(const rv_cuda *c, rv_cuda_gemm_stats *s)

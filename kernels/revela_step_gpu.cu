@@ -215,7 +215,6 @@ typedef struct {
     float *xl, *tl;
     rv_wtype wt;                  /* (not dropout) the frozen weights' storage, and its scratch */
     void *xb, *yb, *glb;
-    float *sd;                    /* [n, hidden] f32: a residual projection's output when it has a bias */
 } ddrop;
 
 /* Pass B's link to pass A (rv_revela_step_ref's inbatch_link). */
@@ -250,7 +249,7 @@ struct rv_step_gpu {
     void *dob;                    /* bf16 storage: the attention output's gradient narrowed to bf16 (the
                                    * attention backwards' operand) */
     void *glb;                    /* bf16 storage: (scale dy B) [n, widest rank] as bf16 (f32: glora) */
-    float *x, *sd, *sq, *dx, *dk0, *dv0, *dhf, *du, *do_in, *dq, *glora, *dh, *dh_a;
+    float *x, *sq, *dx, *dk0, *dv0, *dhf, *du, *do_in, *dq, *glora, *dh, *dh_a;
     void *dgate, *dup;            /* in the frozen weights' type */
     float **dk_a, **dv_a;
     float *p_emb, *q_emb, *p_norm, *q_norm, *S, *W, *dW, *dS, *dq_emb, *dp_emb;
@@ -940,7 +939,6 @@ static int ensure_acts(rv_step_gpu *g, int B, size_t n, int recompute)
     g->x = NULL;
     if (recompute)   /* the recomputed layer's output (each layer's real one is the next one's saved input) */
         TAKE(g->x, n * Dm);
-    TAKE(g->sd, n * Dm);
     TAKE(g->sq, n * QWm);
     TAKE(g->dx, n * Dm);
     TAKE(g->dk0, n * KWm);
@@ -1019,9 +1017,8 @@ static int ensure_rope(rv_step_gpu *g, dnet *d, int L)
 /* ---------------------------------------------------------------- projections */
 /* y = x W^T + bias + scale (x A^T) B^T, or with res y = res + that (the
  * residual projections o and down: the frozen product reads the stream's
- * previous copy res (f32, it may be y) and writes its next, so there is no
- * scratch output, add or copy pass; with a bias, whose rows no product
- * adds, through the scratch d->sd); xa = x A^T kept for the backward
+ * previous copy res (f32) and writes its next, rv_cuda_linear_res, so there
+ * is no scratch output, add or copy pass); xa = x A^T kept for the backward
  * (rv_lora_linear_forward). With bf16 storage (d->wt) every product takes
  * bf16 operands with fp32 accumulation: x narrowed into d->xb for the
  * frozen product and reused for the adapter's (under dropout overwritten,
@@ -1031,12 +1028,6 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
                         rv_wtype yt, const float *res, const ddrop *d)
 {
     const int N = (int)n, in = p->in, out = p->out, r = p->rank;
-    if (res && p->bias)
-        return proj_forward(c, p, n, x, xt, xa, d->sd, F32, NULL, d) != 0 ||
-                       (res != y && dcopy(c, (float *)y, res, n * (size_t)out) != 0) ||
-                       rv_cuda_add(c, y, yt, d->sd, F32, n * (size_t)out) != 0
-                   ? -1
-                   : 0;
     const void *xw = x;   /* x in the weights' type */
     {
         RV_PROFILE(c, "frozen_gemm");
@@ -1045,8 +1036,7 @@ static int proj_forward(rv_cuda *c, const dproj *p, size_t n, const void *x, rv_
                 return -1;
             xw = d->xb;
         }
-        if ((res ? rv_cuda_gemm_c(c, 0, 1, N, out, in, 1.0f, xw, in, p->weight, in, d->wt, 1.0f, res, y, out, yt)
-                 : rv_cuda_linear(c, y, yt, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias)) != 0)
+        if (rv_cuda_linear_res(c, y, yt, res, xw, n, p->weight, (size_t)out, (size_t)in, d->wt, p->bias) != 0)
             return -1;
     }
     if (r <= 0)
@@ -1138,7 +1128,6 @@ static ddrop drop_of(const rv_step_gpu *g, const dpass *a, int l, int p)
     d.xb = g->xb;
     d.yb = g->yb;
     d.glb = g->glb;
-    d.sd = g->sd;
     return d;
 }
 

@@ -635,7 +635,8 @@ static void test_gemm_case(int ta, int tb, int M, int N, int K, int pad, rv_wtyp
     rv_cuda_free(ctx, da), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dc);
 }
 
-static void test_linear_case(size_t m, size_t out, size_t in, rv_wtype t, int bias)
+/* res: rv_cuda_linear_res adding onto y's own contents (the residual stream's use) */
+static void test_linear_case(size_t m, size_t out, size_t in, rv_wtype t, int bias, int res)
 {
     float *x = rnd_alloc(m * in, 1.0f), *w = rnd_alloc(out * in, 0.5f), *bv = bias ? rnd_alloc(out, 1.0f) : NULL;
     round_to(x, m * in, t);
@@ -644,15 +645,21 @@ static void test_linear_case(size_t m, size_t out, size_t in, rv_wtype t, int bi
     rv_weight wt = {hw, t, out, in};
     float *scratch = xmalloc((rv_op_linear_scratch(&wt) + 1) * sizeof *scratch), *ref = xmalloc(m * out * sizeof *ref);
     rv_op_linear(ref, x, m, &wt, bv, scratch);
+    float *y0 = rnd_alloc(m * out, 1.0f);
+    if (res)
+        for (size_t i = 0; i < m * out; i++)
+            ref[i] += y0[i];
     void *dx = dev_upload(x, m * in, t), *dw = dev_upload_raw(hw, out * in * rv_wtype_size(t));
-    void *db = bias ? dev_upload(bv, out, RV_WT_F32) : NULL, *dy = dev_poisoned(m * out, RV_WT_F32);
-    if (rv_cuda_linear(ctx, dy, RV_WT_F32, dx, m, dw, out, in, t, db) != 0)
+    void *db = bias ? dev_upload(bv, out, RV_WT_F32) : NULL;
+    void *dy = res ? dev_upload(y0, m * out, RV_WT_F32) : dev_poisoned(m * out, RV_WT_F32);
+    if ((res ? rv_cuda_linear_res(ctx, dy, RV_WT_F32, dy, dx, m, dw, out, in, t, db)
+             : rv_cuda_linear(ctx, dy, RV_WT_F32, dx, m, dw, out, in, t, db)) != 0)
         die_lib("linear");
     float *got = dev_download(dy, m * out, RV_WT_F32);
     verdict v = {0};
     compare(&v, "y", got, ref, m * out, tol_for(t));
-    report(&v, "linear %s m=%zu out=%zu in=%zu%s", tn(t), m, out, in, bias ? " bias" : "");
-    free(x), free(w), free(bv), free(hw), free(scratch), free(ref), free(got);
+    report(&v, "linear%s %s m=%zu out=%zu in=%zu%s", res ? "_res" : "", tn(t), m, out, in, bias ? " bias" : "");
+    free(x), free(w), free(bv), free(hw), free(scratch), free(ref), free(got), free(y0);
     rv_cuda_free(ctx, dx), rv_cuda_free(ctx, dw), rv_cuda_free(ctx, db), rv_cuda_free(ctx, dy);
 }
 
@@ -709,8 +716,10 @@ static void test_gemm(void)
     test_gemm_case(1, 0, 5, 3, 7, 2, RV_WT_F32, RV_WT_F32, 0.5f, 0, 1);
     test_gemm_case(0, 1, 5, 4, 0, 0, RV_WT_F32, RV_WT_F32, 0.5f, 0, 1);
     test_gemm_case(0, 0, 7, 5, 9, 1, RV_WT_BF16, RV_WT_BF16, 1.0f, 0, 1);
-    test_linear_case(5, 7, 9, RV_WT_F32, 1);
-    test_linear_case(4, 6, 8, RV_WT_BF16, 0);
+    test_linear_case(5, 7, 9, RV_WT_F32, 1, 0);
+    test_linear_case(4, 6, 8, RV_WT_BF16, 0, 0);
+    test_linear_case(5, 7, 9, RV_WT_F32, 1, 1);   /* the residual projections: onto y, with and without a bias */
+    test_linear_case(6, 16, 8, RV_WT_BF16, 0, 1);
     if (!quick) {
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
@@ -720,8 +729,8 @@ static void test_gemm(void)
         test_gemm_case(0, 1, 512, 1000, 2048, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0, 0);   /* rv-search shape */
         test_gemm_case(0, 1, 2512, 512, 2048, 0, RV_WT_BF16, RV_WT_BF16, 0.0f, 0, 0);
         test_gemm_case(0, 1, 333, 257, 129, 0, RV_WT_BF16, RV_WT_F32, 0.0f, 1, 0);
-        test_linear_case(157, 8192, 2048, RV_WT_BF16, 0);
-        test_linear_case(33, 896, 896, RV_WT_F32, 1);
+        test_linear_case(157, 8192, 2048, RV_WT_BF16, 0, 0);
+        test_linear_case(33, 896, 896, RV_WT_F32, 1, 0);
     }
 }
 
