@@ -790,10 +790,18 @@ int main(int argc, char **argv)
                                  : (long)((o.epochs * (long)data.n + o.grad_accum - 1) / o.grad_accum);
     char *hp = hparams_json(&o, total, data.n);
     const int writer = dp.rank == 0;   /* only rank 0 writes files */
-    if (mkdir(o.out, 0777) != 0 && errno != EEXIST)
+    const int made_out = mkdir(o.out, 0777) == 0;
+    if (!made_out && errno != EEXIST)
         rv_die("%s: cannot create: %s", o.out, strerror(errno));
-    char log_path[4096], path[4096];
+    char log_path[4096], hp_path[4096], path[4096];
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", o.out);
+    snprintf(hp_path, sizeof hp_path, "%s/hparams.json", o.out);
+    /* A fresh run's folder, log and hyper-parameters stay only once its first
+     * step is logged: a run that fails before (a group too large for the
+     * device, say) leaves nothing that looks like a run. */
+    int start_pending = writer;
+    if (writer && made_out)
+        rv_cli_remove_on_exit(o.out);
 
     rv_ckpt_pos pos = {0};
     if (o.resume) {
@@ -817,14 +825,17 @@ int main(int argc, char **argv)
         FILE *f = writer ? fopen(log_path, "wb") : NULL;
         if (writer && (!f || fclose(f) != 0))
             rv_die("%s: %s", log_path, strerror(errno));
+        if (writer)
+            rv_cli_remove_on_exit(log_path);
     }
     FILE *logf = writer ? fopen(log_path, "ab") : NULL;
     if (writer && !logf)
         rv_die("%s: %s", log_path, strerror(errno));
-    snprintf(path, sizeof path, "%s/hparams.json", o.out);
-    FILE *hf = writer ? fopen(path, "wb") : NULL;
+    if (writer && !o.resume)
+        rv_cli_remove_on_exit(hp_path);
+    FILE *hf = writer ? fopen(hp_path, "wb") : NULL;
     if (writer && (!hf || fprintf(hf, "%s\n", hp) < 0 || fclose(hf) != 0))
-        rv_die("%s: %s", path, strerror(errno));
+        rv_die("%s: %s", hp_path, strerror(errno));
     if (!o.quiet)
         fprintf(stderr, "rv-train: %s; %zu groups (%zu skipped with < 2 chunks); %zu retriever + %zu LM %s "
                         "parameters; steps %ld..%ld (stop after %ld)\nrv-train: memory: fp32 weights %.1f MiB, "
@@ -984,6 +995,12 @@ int main(int argc, char **argv)
                 rows ? max_w / (double)rows : 0.0, rows ? ent_w / (double)rows : 0.0, act_peak / 1048576.0);
         if (logf && fflush(logf) != 0)
             rv_die("%s: write error", log_path);
+        if (start_pending) {   /* the run has begun: its files stay whatever happens next */
+            rv_cli_keep(o.out);
+            rv_cli_keep(log_path);
+            rv_cli_keep(hp_path);
+            start_pending = 0;
+        }
         if (!o.quiet)
             fprintf(stderr, "rv-train: step %ld/%ld loss %.4f (plain LM %.4f) lr %.3g grad-norm %.3g %.0f ms/step %.0f tok/s\n",
                     t, total, loss, loss_plain, ah.lr, norm, secs * 1000, (double)tokens / secs);

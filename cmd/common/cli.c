@@ -13,21 +13,65 @@
 
 static const char *tool_name = "rv";
 
-/* .part files to remove if we die before committing them. Signal handlers read
- * this, so it holds plain char pointers set before the handler can run. */
-enum { MAX_PARTS = 16 };
-static char *volatile pending_parts[MAX_PARTS];
+/* Paths to remove if we die first: unfinished .part outputs, and what a
+ * tool registers with rv_cli_remove_on_exit. Signal handlers read this, so it
+ * holds plain char pointers set before the handler can run. */
+enum { MAX_PENDING = 16 };
+static char *volatile pending[MAX_PENDING];
 
-static void remove_parts(void)
+/* Files first, then directories, which rmdir removes only when empty (both
+ * calls are async-signal-safe; each fails harmlessly on the other kind). */
+static void remove_pending(void)
 {
-    for (int i = 0; i < MAX_PARTS; i++)
-        if (pending_parts[i])
-            unlink(pending_parts[i]);
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (pending[i])
+            unlink(pending[i]);
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (pending[i])
+            rmdir(pending[i]);
+}
+
+/* Registers PATH (owned by the caller until pending_drop); exits when full. */
+static void pending_add(char *path)
+{
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (!pending[i]) {
+            pending[i] = path;
+            return;
+        }
+    rv_die("internal: too many pending outputs");
+}
+
+/* Unregisters PATH (the same string as given, or an equal one); returns the
+ * stored pointer, or NULL when it was not registered. */
+static char *pending_drop(const char *path)
+{
+    for (int i = 0; i < MAX_PENDING; i++) {
+        char *p = pending[i];
+        if (p && (p == path || strcmp(p, path) == 0)) {
+            pending[i] = NULL;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+void rv_cli_remove_on_exit(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        rv_die("out of memory");
+    pending_add(copy);
+}
+
+void rv_cli_keep(const char *path)
+{
+    free(pending_drop(path));
 }
 
 static void on_signal(int sig)
 {
-    remove_parts();
+    remove_pending();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -77,7 +121,7 @@ _Noreturn void rv_die(const char *fmt, ...)
     va_start(ap, fmt);
     vmessage(fmt, ap);
     va_end(ap);
-    remove_parts();
+    remove_pending();
     exit(RV_EXIT_DATA);
 }
 
@@ -94,7 +138,7 @@ _Noreturn void rv_die_usage(const char *fmt, ...)
     vmessage(fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", tool_name);
-    remove_parts();
+    remove_pending();
     exit(RV_EXIT_USAGE);
 }
 
@@ -151,16 +195,10 @@ void rv_output_open(rv_output *o, const char *path, int binary, int force)
         rv_die("out of memory");
     memcpy(o->part, path, n);
     memcpy(o->part + n, ".part", 6);
-    int slot = -1;
-    for (int i = 0; i < MAX_PARTS && slot < 0; i++)
-        if (!pending_parts[i])
-            slot = i;
-    if (slot < 0)
-        rv_die("internal: too many outputs open");
-    pending_parts[slot] = o->part;
+    pending_add(o->part);
     o->f = fopen(o->part, "wb");
     if (!o->f) {
-        pending_parts[slot] = NULL;
+        pending_drop(o->part);
         rv_die("%s: cannot create: %s", o->part, strerror(errno));
     }
 }
@@ -179,9 +217,7 @@ void rv_output_commit(rv_output *o)
     o->f = NULL;
     if (rename(o->part, o->path) != 0)
         rv_die("%s: cannot rename to %s: %s", o->part, o->path, strerror(errno));
-    for (int i = 0; i < MAX_PARTS; i++)
-        if (pending_parts[i] == o->part)
-            pending_parts[i] = NULL;
+    pending_drop(o->part);
     free(o->part);
     free(o->path);
     o->part = o->path = NULL;

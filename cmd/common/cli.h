@@ -25,6 +25,12 @@ void rv_cli_init(const char *tool);
 void rv_cli_keep_heap(void);
 const char *rv_cli_tool(void);
 
+/* Outputs that must not outlive a failed start: PATH (copied) is removed if
+ * the tool dies (rv_die*, or the signals above) before rv_cli_keep(PATH).
+ * A directory is removed only if it is empty by then (files go first). */
+void rv_cli_remove_on_exit(const char *path);
+void rv_cli_keep(const char *path);
+
 void rv_warn(const char *fmt, ...) RV_PRINTF(1, 2);
 /* "rv-tool: message" then exit 1. */
 _Noreturn void rv_die(const char *fmt, ...) RV_PRINTF(1, 2);

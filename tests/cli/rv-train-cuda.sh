@@ -47,7 +47,8 @@ t_stderr_has gpu_profile_without_cuda_message '--gpu, --gpu-dtype and --gpu-prof
 
 cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity adapter_parity
              recompute_run recompute_same_step recompute_less_memory
-             small_device_refused small_device_hint small_device_no_output small_device_recompute
+             small_device_refused small_device_hint small_device_no_output small_device_folder_kept
+             small_device_recompute
              bf16_run bf16_hparams bf16_loss gpu_profile_header gpu_profile_ops gpu_profile_within_step"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
@@ -97,7 +98,13 @@ t_run env RV_EMU_DEVICE_MEM=$SMALL RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}
     --stop-after 1
 t_exit small_device_refused 1
 t_stderr_has small_device_hint 'needs 1.4 MiB of activations on the device (0.5 MiB with --recompute) besides the weights and adapters: try --recompute'
-t_eq small_device_no_output "$(ls "$D/small/checkpoint" 2>/dev/null | wc -l) $(cat "$D/small/log.jsonl" 2>/dev/null | wc -l)" "0 0"
+# a run that fails before its first step leaves no folder (it made it) ...
+t_eq small_device_no_output "$([ -e "$D/small" ] && ls -A "$D/small" | tr '\n' ' ' || echo absent)" absent
+# ... and in a folder that existed, only what was there before
+mkdir -p "$D/small_kept" && echo mine >"$D/small_kept/notes.txt"
+t_run env RV_EMU_DEVICE_MEM=$SMALL RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/small_kept" --device cuda \
+    --stop-after 1
+t_eq small_device_folder_kept "$T_RC $(ls -A "$D/small_kept" | tr '\n' ' ')" "1 notes.txt "
 t_run env RV_EMU_DEVICE_MEM=$SMALL RV_CUDA_LIB="$EMU_LIB" rv-train "${COMMON[@]}" --out "$D/small" --device cuda \
     --stop-after 1 --recompute
 t_exit small_device_recompute 0
