@@ -49,7 +49,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-.PHONY: bench-build bench-gpu all check check-asan check-ref check-learn check-run fuzz fuzz-build bench demo experiment install deps clean probe cuda
+.PHONY: FORCE bench-build bench-gpu all check check-asan check-ref check-learn check-run fuzz fuzz-build bench demo experiment install deps clean probe cuda
 
 all: probe $(TOOLS) $(CU_OBJ) $(CUDA_BACKEND)
 
@@ -80,7 +80,13 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(BUILD)/l
 	    -Wl,--whole-archive $(BUILD)/librevela.a -Wl,--no-whole-archive $(LDLIBS)
 
 # CUDA: compiled wherever nvcc exists (CI compiles, a GPU machine also runs).
-$(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh lib/*.h)
+# The stamp holds the architecture the objects were built for: rewritten only
+# when CUDA_ARCH changes, so `make CUDA_ARCH=sm_80` after a sm_90 build rebuilds.
+$(BUILD)/kernels/arch.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo $(CUDA_ARCH) | cmp -s - $@ || echo $(CUDA_ARCH) >$@
+FORCE:
+$(BUILD)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh lib/*.h) $(BUILD)/kernels/arch.stamp
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=$(CUDA_ARCH) -Xcompiler -fPIC -Ilib -Ikernels -c $< -o $@
 cuda: $(CU_OBJ)
