@@ -44,8 +44,9 @@
 #   TRB_PEER_STEPS (4 timed after 1 warm-up), TRB_DEVICE (cuda: where the model is made and the
 #   peer runs; cpu for dry runs), TRB_F32 (1: also ours with --gpu-dtype f32 if time remains),
 #   TRB_MEM (1), TRB_MEM_B ("16 64"), TRB_PROFILE (1: ours bf16 again with --gpu-profile if time
-#   remains, the top operations as INFO lines), TRB_FIGURES (file), GPU_PEAK_TFLOPS (override the
-#   card's peak).
+#   remains, the top operations and the matrix products' rates by group and shape as INFO lines),
+#   TRB_PROFILE_OUT (a folder: gpu_profile.tsv and gpu_gemm_profile.tsv copied there),
+#   TRB_FIGURES (file), GPU_PEAK_TFLOPS (override the card's peak).
 # Dry run on a machine without a GPU (the emulated backend, a tiny model, the peer on the CPU):
 #   RV_CUDA_LIB=build/gpu-emu/librevela-cuda.so PYTHON=/tmp/rvref/bin/python TRB_DEVICE=cpu \
 #   TRB_LAYERS=2 TRB_HIDDEN=64 TRB_FF=128 TRB_HEADS=4 TRB_KV=2 TRB_VOCAB=256 TRB_B=4 TRB_LEN=16 \
@@ -300,6 +301,16 @@ if [ "${TRB_PROFILE:-1}" = 1 ]; then
         awk -F'\t' -v s="$S" 'NR > 1 && NR <= 16 {
             printf "INFO %s: profile %-24s %9.3f ms/step %5.1f%% (%s calls)\n", s, $1, $3, 100 * $4, $2 }' \
             "$W/ours-bf16-profile/gpu_profile.tsv"
+        # the matrix products by group (rate over all its products), then the 12 slowest shapes
+        G=$W/ours-bf16-profile/gpu_gemm_profile.tsv
+        awk -F'\t' -v s="$S" 'NR > 1 { ms[$1] += $12; fl[$1] += 2 * $2 * $3 * $4 * $11; n[$1] += $11 }
+            END { for (g in ms) printf "INFO %s: products %-12s %9.3f ms/step %7.1f TFLOP/s (%d products)\n", s, g,
+                  ms[g], (ms[g] > 0 ? fl[g] / (ms[g] * 1e9) : 0), n[g] }' "$G" | sort
+        awk -F'\t' -v s="$S" 'NR > 1 && NR <= 13 {
+            printf "INFO %s: product %-11s %5dx%5dx%5d t%d%d %s>%s%s%s %8.3f ms/step %7.1f TFLOP/s (%s calls)\n", s, $1,
+                   $2, $3, $4, $5, $6, $7, $8, $9 == 1 ? " +C" : "", $10 == 1 ? " FALLBACK" : "", $12, $13, $11 }' \
+            "$G"
+        [ -n "${TRB_PROFILE_OUT:-}" ] && cp "$W/ours-bf16-profile/gpu_profile.tsv" "$G" "$TRB_PROFILE_OUT/" 2>/dev/null
     else
         echo "INFO $S: ours --gpu-profile: ${OURS_WHY:-no gpu_profile.tsv}"
     fi

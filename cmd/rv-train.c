@@ -394,6 +394,7 @@ typedef struct {
     rv_cuda_profile_start_fn *start;
     rv_cuda_profile_collect_fn *collect;
     rv_cuda_profile_rows_fn *rows;
+    rv_cuda_profile_gemm_rows_fn *gemm_rows;
     long steps;                            /* steps profiled */
     double step_ms;                        /* their wall time */
 } gpu_profile;
@@ -403,15 +404,49 @@ static void gpu_profile_load(gpu_profile *p, rv_step_gpu *g)
     rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
     if (!context || !(p->start = (rv_cuda_profile_start_fn *)rv_cuda_backend_sym("rv_cuda_profile_start")) ||
         !(p->collect = (rv_cuda_profile_collect_fn *)rv_cuda_backend_sym("rv_cuda_profile_collect")) ||
-        !(p->rows = (rv_cuda_profile_rows_fn *)rv_cuda_backend_sym("rv_cuda_profile_rows")))
+        !(p->rows = (rv_cuda_profile_rows_fn *)rv_cuda_backend_sym("rv_cuda_profile_rows")) ||
+        !(p->gemm_rows = (rv_cuda_profile_gemm_rows_fn *)rv_cuda_backend_sym("rv_cuda_profile_gemm_rows")))
         rv_die("--gpu-profile: %s", rv_error_get());
     p->ctx = context(g);
+}
+
+enum { GEMM_ROWS_MAX = 256 };
+
+/* A matrix product's rate: 2·M·N·K per call, in TFLOP/s */
+static double gemm_tflops(const rv_cuda_profile_gemm_row *r)
+{
+    return r->ms > 0 ? 2.0 * r->M * (double)r->N * r->K * (double)r->calls / (r->ms * 1e9) : 0.0;
+}
+
+/* DIR/gpu_gemm_profile.tsv: one line per matrix product shape and group,
+ * largest device time first (man rv-train). */
+static void gpu_gemm_profile_save(const gpu_profile *p, const char *dir)
+{
+    static rv_cuda_profile_gemm_row rows[GEMM_ROWS_MAX];
+    int n = p->gemm_rows(p->ctx, rows, GEMM_ROWS_MAX);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/gpu_gemm_profile.tsv", dir);
+    const double per = 1.0 / (double)p->steps;
+    rv_atomic_file f;
+    if (rv_atomic_open(&f, path) < 0)
+        rv_die("%s: %s", path, rv_error_get());
+    fprintf(f.f, "group\tm\tn\tk\tta\ttb\tab_type\tc_type\taccumulate\tfallback\tcalls_per_step\tms_per_step\t"
+                 "tflops\n");
+    for (int i = 0; i < n; i++) {
+        const rv_cuda_profile_gemm_row *r = &rows[i];
+        fprintf(f.f, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%.1f\t%.3f\t%.1f\n", r->group, r->M, r->N, r->K, r->ta,
+                r->tb, rv_wtype_name(r->ab_t), rv_wtype_name(r->c_t), r->accumulate, r->fallback, r->calls * per,
+                r->ms * per, gemm_tflops(r));
+    }
+    if (rv_atomic_commit(&f) < 0)
+        rv_die("%s: %s", path, rv_error_get());
 }
 
 /* DIR/gpu_profile.tsv: op, calls per step, device ms per step, share of the
  * step's wall time; a last line "step" with the wall time itself. Rewritten
  * after every profiled step, so a run stopped from outside (a benchmark
- * that has the steps it wanted) leaves the profile of the steps so far. */
+ * that has the steps it wanted) leaves the profile of the steps so far;
+ * DIR/gpu_gemm_profile.tsv beside it. */
 static void gpu_profile_save(const gpu_profile *p, const char *dir)
 {
     rv_cuda_profile_row rows[64];
@@ -429,6 +464,7 @@ static void gpu_profile_save(const gpu_profile *p, const char *dir)
     fprintf(f.f, "step\t1\t%.3f\t1\n", wall);
     if (rv_atomic_commit(&f) < 0)
         rv_die("%s: %s", path, rv_error_get());
+    gpu_gemm_profile_save(p, dir);
 }
 
 /* After a step of secs seconds: the first one starts the profile, later
@@ -469,6 +505,13 @@ static void gpu_profile_print(const gpu_profile *p, const char *dir)
     }
     fprintf(stderr, "  %-26s %8.3f ms %5.1f%%  (the step's wall time less the operations timed)\n", "untimed",
             wall - sum, 100 * (wall - sum) / wall);
+    static rv_cuda_profile_gemm_row g[GEMM_ROWS_MAX];
+    int ng = p->gemm_rows(p->ctx, g, GEMM_ROWS_MAX);
+    if (ng > 0)
+        fprintf(stderr, "rv-train: the largest matrix products (%s/gpu_gemm_profile.tsv):\n", dir);
+    for (int i = 0; i < ng && i < 8; i++)
+        fprintf(stderr, "  %-12s %6d x %6d x %6d %s %8.3f ms %7.1f TFLOP/s  (%.0f calls)\n", g[i].group, g[i].M, g[i].N,
+                g[i].K, g[i].fallback ? "fallback" : "cublasLt", g[i].ms * per, gemm_tflops(&g[i]), g[i].calls * per);
 }
 
 /* ---------------------------------------------------------------- data parallelism

@@ -189,6 +189,10 @@ void rv_gemm_cache_free(struct rv_gemm_cache *g);
  * calls that have their own scopes. op_profile.cu. */
 int rv_prof_open(rv_cuda *c, const char *name);   /* slot, or < 0: nested or failed */
 void rv_prof_close(rv_cuda *c, int slot);
+/* A matrix product of this shape (its group is filled in), timed on its own
+ * even inside a named scope: slot, or < 0 when it failed. */
+int rv_prof_gemm_open(rv_cuda *c, const rv_cuda_profile_gemm_row *shape);
+void rv_prof_gemm_close(rv_cuda *c, int slot);
 void rv_prof_free(rv_cuda *c);
 struct rv_prof_scope {
     rv_cuda *c;

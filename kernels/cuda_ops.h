@@ -317,6 +317,24 @@ rv_cuda_profile_start_fn rv_cuda_profile_start;   /* (the types: for tools that 
 rv_cuda_profile_collect_fn rv_cuda_profile_collect;
 rv_cuda_profile_rows_fn rv_cuda_profile_rows;
 
+/* The same profile by matrix product: every cuBLASLt product (rv_cuda_gemm*
+ * and what calls it) is also timed on its own and summed per shape (C[M, N]
+ * of inner size K, the transposes, types, whether it adds into C) and group
+ * (the outermost named operation it ran in: "frozen_gemm", "lora", ...;
+ * "gemm" when called alone). Its rows, largest time first, show which
+ * shapes run far from the card's peak: 2·M·N·K·calls / ms. */
+typedef struct {
+    const char *group;
+    int ta, tb, M, N, K;
+    rv_wtype ab_t, c_t;
+    int accumulate;   /* beta != 0 */
+    int fallback;     /* cuBLASLt had no algorithm: our plain kernel ran it (slow) */
+    unsigned long long calls;
+    double ms;
+} rv_cuda_profile_gemm_row;
+typedef int rv_cuda_profile_gemm_rows_fn(rv_cuda *c, rv_cuda_profile_gemm_row *rows, int max_rows);
+rv_cuda_profile_gemm_rows_fn rv_cuda_profile_gemm_rows;
+
 /* ---------------------------------------------------------------- self-test */
 
 /* kernels/mma_probe.cu: d[v*256 + row*16 + col] = (A B)(row, col) for A and

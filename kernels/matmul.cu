@@ -269,12 +269,23 @@ extern "C" int rv_cuda_gemm_c(rv_cuda *c, int ta, int tb, int M, int N, int K, f
     c->gemm->stats.calls++;
     if (p->fallback)
         c->gemm->stats.fallback_calls++;
-    if (p->fallback)
-        return gemm_fallback(c, ta ? 1 : 0, tb ? 1 : 0, M, N, K, alpha, A, lda, B, ldb, ab_t, beta, Cin, C, ldc,
-                             c_t);
-    RV_CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, Cin, p->lc, C, p->lc, &p->algo,
-                                   c->workspace, c->workspace_bytes, c->stream));
-    return 0;
+    int slot = -1, rc = 0;
+    if (c->prof) {
+        rv_cuda_profile_gemm_row shape = {NULL, key.ta, key.tb, M, N, K, ab_t, c_t, beta != 0.0f, p->fallback, 0, 0.0};
+        slot = rv_prof_gemm_open(c, &shape);
+    }
+    if (p->fallback) {
+        rc = gemm_fallback(c, ta ? 1 : 0, tb ? 1 : 0, M, N, K, alpha, A, lda, B, ldb, ab_t, beta, Cin, C, ldc, c_t);
+    } else {
+        cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, B, p->la, A, p->lb, &beta, Cin, p->lc, C, p->lc,
+                                           &p->algo, c->workspace, c->workspace_bytes, c->stream);
+        if (st != CUBLAS_STATUS_SUCCESS)
+            rc = rv_error_set("cublasLt: cublasLtMatmul of a %dx%dx%d product: %s", M, N, K,
+                              cublasLtGetStatusString(st));
+    }
+    if (c->prof)
+        rv_prof_gemm_close(c, slot);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- linear */

@@ -5,17 +5,21 @@
  * to its name's total. Events come from a pool that is reused after each
  * collect, so a training run profiles every step at the cost of two
  * cudaEventRecord calls per operation (a few microseconds of host time,
- * hidden while the device is busy). Off (the default), a scope is one
- * pointer test. */
+ * hidden while the device is busy). Every matrix product is also timed on
+ * its own, nested or not, and summed per shape and group (the outermost
+ * scope's name). Off (the default), a scope is one pointer test. */
 #include "cuda_common.cuh"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define PROF_MAX_NAMES 64
+#define PROF_MAX_GEMMS 256
 
 typedef struct {
-    const char *name;
+    const char *name;              /* a named scope's; NULL: not counted (or a product's mark) */
+    int gemm;                      /* a matrix product's mark: its shape is `shape` */
+    rv_cuda_profile_gemm_row shape;
     cudaEvent_t start, stop;
 } prof_mark;
 
@@ -23,9 +27,12 @@ struct rv_prof {
     prof_mark *marks;
     size_t n_marks, cap_marks;     /* recorded since the last collect; events made for cap_marks */
     int depth;                     /* open scopes: only the outermost records */
+    const char *outer;             /* the outermost open scope's name (a product's group) */
     int failed;                    /* an event call failed: the totals are incomplete */
     rv_cuda_profile_row rows[PROF_MAX_NAMES];
     int n_rows;
+    rv_cuda_profile_gemm_row gemms[PROF_MAX_GEMMS];
+    int n_gemms;
 };
 
 extern "C" int rv_cuda_profile_start(rv_cuda *c)
@@ -36,6 +43,7 @@ extern "C" int rv_cuda_profile_start(rv_cuda *c)
         return rv_error_set("cuda profile: started inside an operation");
     c->prof->n_marks = 0;
     c->prof->n_rows = 0;
+    c->prof->n_gemms = 0;
     c->prof->failed = 0;
     return 0;
 }
@@ -51,6 +59,7 @@ static prof_mark *take_mark(struct rv_prof *p)
         p->marks = m;
         for (size_t i = p->cap_marks; i < cap; i++) {
             m[i].name = NULL;
+            m[i].gemm = 0;
             if (cudaEventCreate(&m[i].start) != cudaSuccess || cudaEventCreate(&m[i].stop) != cudaSuccess) {
                 p->cap_marks = i;   /* (a half-made pair at i leaks; profiling is failing anyway) */
                 cudaGetLastError();
@@ -62,11 +71,10 @@ static prof_mark *take_mark(struct rv_prof *p)
     return &p->marks[p->n_marks++];
 }
 
-int rv_prof_open(rv_cuda *c, const char *name)
+/* A mark with its start event recorded: its slot, or -1 (failed, noted). */
+static int record_start(rv_cuda *c)
 {
     struct rv_prof *p = c->prof;
-    if (p->depth++ > 0)
-        return -2;   /* nested: the outer scope holds the time */
     prof_mark *m = take_mark(p);
     if (!m || cudaEventRecord(m->start, c->stream) != cudaSuccess) {
         if (m)
@@ -75,8 +83,43 @@ int rv_prof_open(rv_cuda *c, const char *name)
         cudaGetLastError();
         return -1;
     }
-    m->name = name;
+    m->name = NULL;
+    m->gemm = 0;
     return (int)(p->n_marks - 1);
+}
+
+int rv_prof_open(rv_cuda *c, const char *name)
+{
+    struct rv_prof *p = c->prof;
+    if (p->depth++ > 0)
+        return -2;   /* nested: the outer scope holds the time */
+    p->outer = name;
+    int slot = record_start(c);
+    if (slot >= 0)
+        p->marks[slot].name = name;
+    return slot;
+}
+
+int rv_prof_gemm_open(rv_cuda *c, const rv_cuda_profile_gemm_row *shape)
+{
+    struct rv_prof *p = c->prof;
+    int slot = record_start(c);
+    if (slot >= 0) {
+        p->marks[slot].gemm = 1;
+        p->marks[slot].shape = *shape;
+        p->marks[slot].shape.group = p->depth > 0 ? p->outer : "gemm";
+    }
+    return slot;
+}
+
+void rv_prof_gemm_close(rv_cuda *c, int slot)
+{
+    struct rv_prof *p = c->prof;
+    if (slot >= 0 && cudaEventRecord(p->marks[slot].stop, c->stream) != cudaSuccess) {
+        p->failed = 1;
+        p->marks[slot].gemm = 0;   /* not counted */
+        cudaGetLastError();
+    }
 }
 
 void rv_prof_close(rv_cuda *c, int slot)
@@ -104,6 +147,27 @@ static rv_cuda_profile_row *row_of(struct rv_prof *p, const char *name)
     return r;
 }
 
+static int same_shape(const rv_cuda_profile_gemm_row *a, const rv_cuda_profile_gemm_row *b)
+{
+    return a->ta == b->ta && a->tb == b->tb && a->M == b->M && a->N == b->N && a->K == b->K && a->ab_t == b->ab_t &&
+           a->c_t == b->c_t && a->accumulate == b->accumulate && a->fallback == b->fallback &&
+           strcmp(a->group, b->group) == 0;
+}
+
+static rv_cuda_profile_gemm_row *gemm_row_of(struct rv_prof *p, const rv_cuda_profile_gemm_row *shape)
+{
+    for (int i = 0; i < p->n_gemms; i++)
+        if (same_shape(&p->gemms[i], shape))
+            return &p->gemms[i];
+    if (p->n_gemms == PROF_MAX_GEMMS)
+        return NULL;
+    rv_cuda_profile_gemm_row *r = &p->gemms[p->n_gemms++];
+    *r = *shape;
+    r->calls = 0;
+    r->ms = 0.0;
+    return r;
+}
+
 extern "C" int rv_cuda_profile_collect(rv_cuda *c)
 {
     struct rv_prof *p = c->prof;
@@ -111,16 +175,27 @@ extern "C" int rv_cuda_profile_collect(rv_cuda *c)
         return 0;
     RV_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     for (size_t i = 0; i < p->n_marks; i++) {
+        const prof_mark *m = &p->marks[i];
         float ms = 0.0f;
-        rv_cuda_profile_row *r;
-        if (!p->marks[i].name)
+        if (!m->name && !m->gemm)
             continue;
-        if (cudaEventElapsedTime(&ms, p->marks[i].start, p->marks[i].stop) != cudaSuccess) {
+        if (cudaEventElapsedTime(&ms, m->start, m->stop) != cudaSuccess) {
             cudaGetLastError();
             p->failed = 1;
             continue;
         }
-        if (!(r = row_of(p, p->marks[i].name))) {
+        if (m->gemm) {
+            rv_cuda_profile_gemm_row *g = gemm_row_of(p, &m->shape);
+            if (!g) {
+                p->failed = 1;
+                continue;
+            }
+            g->calls++;
+            g->ms += ms;
+            continue;
+        }
+        rv_cuda_profile_row *r = row_of(p, m->name);
+        if (!r) {
             p->failed = 1;
             continue;
         }
@@ -145,6 +220,23 @@ extern "C" int rv_cuda_profile_rows(rv_cuda *c, rv_cuda_profile_row *rows, int m
     qsort(p->rows, (size_t)p->n_rows, sizeof p->rows[0], by_time);
     int n = p->n_rows < max_rows ? p->n_rows : max_rows;
     memcpy(rows, p->rows, (size_t)n * sizeof *rows);
+    return n;
+}
+
+static int gemm_by_time(const void *a, const void *b)
+{
+    double x = ((const rv_cuda_profile_gemm_row *)a)->ms, y = ((const rv_cuda_profile_gemm_row *)b)->ms;
+    return x > y ? -1 : x < y;
+}
+
+extern "C" int rv_cuda_profile_gemm_rows(rv_cuda *c, rv_cuda_profile_gemm_row *rows, int max_rows)
+{
+    struct rv_prof *p = c->prof;
+    if (!p)
+        return 0;
+    qsort(p->gemms, (size_t)p->n_gemms, sizeof p->gemms[0], gemm_by_time);
+    int n = p->n_gemms < max_rows ? p->n_gemms : max_rows;
+    memcpy(rows, p->gemms, (size_t)n * sizeof *rows);
     return n;
 }
 

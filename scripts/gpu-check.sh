@@ -45,9 +45,13 @@
 #             and our in-batch results vs PyTorch fp32 autograd
 #   memcheck  compute-sanitizer --tool memcheck  test_gpu_ops --quick
 #   racecheck compute-sanitizer --tool racecheck test_gpu_ops --quick
-# Files under $OUT (when set; else /tmp/gpu-check-out): summary.txt, gpu-check.log
-# (every stage's output), build.log, parity.log, tool-NAME.log, bench-train.log,
-# train.fig (its figures), bench.log, sanitizer.log.
+# Files under $OUT (when set; else /tmp/gpu-check-out), six at most since the
+# device tool brings back eight: gpu-check.log (every stage's output, as it
+# runs, so a killed run still has it), summary.txt, train.fig (bench-train's
+# figures), gpu_profile.tsv and gpu_gemm_profile.tsv (where our step's device
+# time goes, by operation and by matrix-product shape), and at the end
+# logs.tar.gz: the stage logs (build, parity, tool-NAME, bench-train, bench,
+# sanitizer), kept in /tmp/gpu-check-logs while it runs.
 # Exit status 0 when no stage failed: a SKIP stage (no torch for the peer, a
 # test's own SKIP lines) is listed in the summary and does not count as a
 # failure, as SKIP never counts as a pass.
@@ -61,8 +65,10 @@ CUDA_ARCH=${CUDA_ARCH:-sm_90}
 JOBS=$(nproc 2>/dev/null || echo 8)
 T_START=$(date +%s)
 LOG=$OUT/gpu-check.log
+LOGS=/tmp/gpu-check-logs
+rm -rf "$LOGS" && mkdir -p "$LOGS"
 : >"$LOG"
-: >"$OUT/sanitizer.log"
+: >"$LOGS/sanitizer.log"
 S_NAME=(); S_STATUS=(); S_SECS=(); S_NOTE=()
 
 say() { echo "$*" | tee -a "$LOG"; }
@@ -184,32 +190,32 @@ record cublas "$st" $(($(date +%s) - t0)) "$note"
 
 # ---------------------------------------------------------------- build
 t0=$(date +%s)
-: >"$OUT/build.log"
+: >"$LOGS/build.log"
 MAKE=("${MAKE_BIN:-make}" -j"$JOBS" CUDA_ARCH="$CUDA_ARCH" "${MAKE_ARGS[@]}")
 # the GPU programs first (library + kernels), so a tool that fails to build
 # elsewhere in the tree cannot keep the tests from running
-run_stage build-gpu 180 "$OUT/build.log" "${MAKE[@]}" gpu-tests
+run_stage build-gpu 180 "$LOGS/build.log" "${MAKE[@]}" gpu-tests
 rc_gpu=$RC
-run_stage build-all 60 "$OUT/build.log" "${MAKE[@]}" all
+run_stage build-all 60 "$LOGS/build.log" "${MAKE[@]}" all
 rc_all=$RC
-note="make all rc=$rc_all, make gpu-tests rc=$rc_gpu; $(grep -c 'warning:' "$OUT/build.log") warnings"
+note="make all rc=$rc_all, make gpu-tests rc=$rc_gpu; $(grep -c 'warning:' "$LOGS/build.log") warnings"
 if [ "$rc_gpu" = 0 ] && [ -x build/gpu/test_gpu_ops ]; then
     [ "$rc_all" = 0 ] && st=ok || st=PART
 else
     st=FAIL
-    grep -E 'error|Error' "$OUT/build.log" | head -15 | tee -a "$LOG"
+    grep -E 'error|Error' "$LOGS/build.log" | head -15 | tee -a "$LOG"
 fi
 record build "$st" $(($(date +%s) - t0)) "$note"
 
 # ---------------------------------------------------------------- parity tests
 if [ -x build/gpu/test_gpu_ops ]; then
     t0=$(date +%s)
-    : >"$OUT/parity.log"
+    : >"$LOGS/parity.log"
     RESERVE=$RESERVE_TRAIN
-    run_stage parity 60 "$OUT/parity.log" build/gpu/test_gpu_ops
+    run_stage parity 60 "$LOGS/parity.log" build/gpu/test_gpu_ops
     RESERVE=0
-    p=$(grep -c '^PASS ' "$OUT/parity.log"); f=$(grep -c '^FAIL ' "$OUT/parity.log")
-    if grep -q '^SKIP ' "$OUT/parity.log"; then
+    p=$(grep -c '^PASS ' "$LOGS/parity.log"); f=$(grep -c '^FAIL ' "$LOGS/parity.log")
+    if grep -q '^SKIP ' "$LOGS/parity.log"; then
         st=SKIP
     elif [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$p" -gt 0 ]; then
         st=ok
@@ -226,18 +232,18 @@ fi
 # Every tests/gpu/*.sh: a tool run end to end with --device cuda on the real
 # backend (bin/librevela-cuda.so), against the CPU backend and, where the image
 # has torch, PyTorch; each prints PASS/FAIL/SKIP/INFO lines (INFO: timings).
-: >"$OUT/tools.log"
+: >"$LOGS/tools.log"
 # tool_stage NAME LIMIT [VAR=VALUE...]: tests/gpu/NAME.sh as stage gpu-NAME, with those variables
 tool_stage() {
     local name=$1 limit=$2 t=tests/gpu/$1.sh t0 p f sk st
     shift 2
     [ -f "$t" ] || return 0
     t0=$(date +%s)
-    : >"$OUT/tool-$name.log"
-    run_stage "gpu-$name" "$limit" "$OUT/tool-$name.log" env BIN=bin BUILD=build RV_CUDA_LIB= "$@" bash "$t"
-    cat "$OUT/tool-$name.log" >>"$OUT/tools.log"
-    p=$(grep -c '^PASS ' "$OUT/tool-$name.log"); f=$(grep -c '^FAIL ' "$OUT/tool-$name.log")
-    sk=$(grep -c '^SKIP ' "$OUT/tool-$name.log")
+    : >"$LOGS/tool-$name.log"
+    run_stage "gpu-$name" "$limit" "$LOGS/tool-$name.log" env BIN=bin BUILD=build RV_CUDA_LIB= "$@" bash "$t"
+    cat "$LOGS/tool-$name.log" >>"$LOGS/tools.log"
+    p=$(grep -c '^PASS ' "$LOGS/tool-$name.log"); f=$(grep -c '^FAIL ' "$LOGS/tool-$name.log")
+    sk=$(grep -c '^SKIP ' "$LOGS/tool-$name.log")
     if [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$p" -gt 0 ]; then st=ok
     elif [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT
     elif [ "$RC" = 0 ] && [ "$f" = 0 ] && [ "$sk" -gt 0 ]; then st=SKIP   # e.g. no device, no torch
@@ -254,26 +260,28 @@ RESERVE=0
 FIGS=/tmp/rv-gpu-figs
 rm -rf "$FIGS" && mkdir -p "$FIGS"
 t0=$(date +%s)
-: >"$OUT/bench-train.log"
+: >"$LOGS/bench-train.log"
 lim=$(($(remaining) - 25))
 [ "$lim" -gt 160 ] && lim=160
-run_stage bench-train 170 "$OUT/bench-train.log" env BIN=bin BUILD=build RV_CUDA_LIB= TRB_FIGURES="$FIGS/train.fig" \
+run_stage bench-train 170 "$LOGS/bench-train.log" env BIN=bin BUILD=build RV_CUDA_LIB= TRB_FIGURES="$FIGS/train.fig" \
+    TRB_PROFILE_OUT="$FIGS" \
     TRB_BUDGET="$lim" bash bench/train-gpu.sh
 [ -f "$FIGS/train.fig" ] && cp "$FIGS/train.fig" "$OUT/train.fig"
-p=$(grep -c '^PASS ' "$OUT/bench-train.log"); f=$(grep -c '^FAIL ' "$OUT/bench-train.log")
-sk=$(grep -c '^SKIP ' "$OUT/bench-train.log")
+cp "$FIGS"/gpu_profile.tsv "$FIGS"/gpu_gemm_profile.tsv "$OUT/" 2>/dev/null
+p=$(grep -c '^PASS ' "$LOGS/bench-train.log"); f=$(grep -c '^FAIL ' "$LOGS/bench-train.log")
+sk=$(grep -c '^SKIP ' "$LOGS/bench-train.log")
 if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT
 elif [ "$f" -gt 0 ] || [ "$RC" != 0 ]; then st=FAIL
 elif [ "$p" -gt 0 ]; then st=ok
 elif [ "$sk" -gt 0 ]; then st=SKIP
 else st=FAIL; fi
 fv() { [ -f "$FIGS/train.fig" ] && sed -n "s/^$1 //p" "$FIGS/train.fig" | tail -1; }
-if [ "$st" = SKIP ]; then note="$(grep -m1 '^SKIP ' "$OUT/bench-train.log" | cut -c1-120)"
+if [ "$st" = SKIP ]; then note="$(grep -m1 '^SKIP ' "$LOGS/bench-train.log" | cut -c1-120)"
 else note="ms/step ours $(fv step_ms_ours) peer $(fv step_ms_peer) (peer/ours $(fv step_ratio)), MFU $(fv mfu_ours)%/$(fv mfu_peer)%"; fi
 record bench-train "$st" $(($(date +%s) - t0)) "$note; $p passed, $f failed, $sk skipped (rc $RC)"
 
 tool_stage encode 60
-cp "$OUT/tool-encode.log" "$FIGS/encode.log" 2>/dev/null
+cp "$LOGS/tool-encode.log" "$FIGS/encode.log" 2>/dev/null
 # search.sh keeps to SEARCH_BUDGET (its later checks print SKIP when short of time):
 # the stage's own limit less 10 s
 lim=$(($(remaining) - 20))
@@ -289,16 +297,16 @@ done
 # ---------------------------------------------------------------- benchmark
 if [ -x build/gpu/bench_gpu ]; then
     t0=$(date +%s)
-    : >"$OUT/bench.log"
+    : >"$LOGS/bench.log"
     bdir=/tmp/rv-gpu-bench
     rm -rf "$bdir"
     # built above, with the deps flags; the in-batch memory rows were bench-train's
-    run_stage bench 60 "$OUT/bench.log" env GPU_BENCH_DIR=$bdir GPU_BENCH_NO_BUILD=1 GPU_BENCH_MEM_B= bash bench/gpu.sh
-    if grep -q '^SKIP ' "$OUT/bench.log"; then st=SKIP
+    run_stage bench 60 "$LOGS/bench.log" env GPU_BENCH_DIR=$bdir GPU_BENCH_NO_BUILD=1 GPU_BENCH_MEM_B= bash bench/gpu.sh
+    if grep -q '^SKIP ' "$LOGS/bench.log"; then st=SKIP
     elif [ "$RC" = 0 ] && [ -s "$bdir/table.txt" ]; then st=ok
     elif [ -s "$bdir/results.txt" ]; then st=PART
     else st=FAIL; fi
-    record bench "$st" $(($(date +%s) - t0)) "rc $RC; $(grep -E '^(PASS|FAIL) ' "$OUT/bench.log" | cut -c1-80 | tr '\n' ' ')"
+    record bench "$st" $(($(date +%s) - t0)) "rc $RC; $(grep -E '^(PASS|FAIL) ' "$LOGS/bench.log" | cut -c1-80 | tr '\n' ' ')"
 else
     record bench FAIL 0 "not built"
 fi
@@ -311,9 +319,9 @@ for tool in memcheck racecheck; do
         continue
     fi
     t0=$(date +%s)
-    echo "=== compute-sanitizer --tool $tool" >>"$OUT/sanitizer.log"
-    run_stage "$tool" 90 "$OUT/sanitizer.log" "$SAN" --tool "$tool" --error-exitcode 99 build/gpu/test_gpu_ops --quick
-    summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1)
+    echo "=== compute-sanitizer --tool $tool" >>"$LOGS/sanitizer.log"
+    run_stage "$tool" 90 "$LOGS/sanitizer.log" "$SAN" --tool "$tool" --error-exitcode 99 build/gpu/test_gpu_ops --quick
+    summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/sanitizer.log" | tail -1)
     if [ "$RC" = 0 ]; then st=ok
     elif [ "$RC" = 124 ] || [ "$RC" = 137 ]; then st=TIMEOUT
     else st=FAIL; fi
@@ -329,18 +337,18 @@ done
     for i in "${!S_NAME[@]}"; do
         printf '%-12s %-7s %5s  %s\n' "${S_NAME[$i]}" "${S_STATUS[$i]}" "${S_SECS[$i]}" "${S_NOTE[$i]:0:150}"
     done
-    if [ -s "$OUT/parity.log" ]; then
+    if [ -s "$LOGS/parity.log" ]; then
         echo "--- parity failures (first 25):"
-        grep '^FAIL ' "$OUT/parity.log" | head -25 | cut -c1-300
-        grep -q '^FAIL ' "$OUT/parity.log" || echo "(none)"
+        grep '^FAIL ' "$LOGS/parity.log" | head -25 | cut -c1-300
+        grep -q '^FAIL ' "$LOGS/parity.log" || echo "(none)"
     fi
-    if [ -s "$OUT/tools.log" ]; then
+    if [ -s "$LOGS/tools.log" ]; then
         echo "--- tools on the GPU (FAIL, SKIP and INFO lines):"
-        grep -E '^(FAIL|SKIP|INFO) ' "$OUT/tools.log" | head -40 | cut -c1-200
+        grep -E '^(FAIL|SKIP|INFO) ' "$LOGS/tools.log" | head -40 | cut -c1-200
     fi
-    if [ -s "$OUT/bench-train.log" ]; then
+    if [ -s "$LOGS/bench-train.log" ]; then
         echo "--- bench-train (FAIL, SKIP and INFO lines):"
-        grep -E '^(FAIL|SKIP|INFO) |^  ' "$OUT/bench-train.log" | head -25 | cut -c1-400
+        grep -E '^(FAIL|SKIP|INFO) |^  ' "$LOGS/bench-train.log" | head -60 | cut -c1-400
     fi
     echo
     GPU_BENCH_DIR=$FIGS GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
@@ -354,6 +362,7 @@ done
     fi
 } >"$OUT/summary.txt"
 cat "$OUT/summary.txt" | tee -a "$LOG"
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" . 2>/dev/null
 for s in "${S_STATUS[@]}"; do
     case "$s" in ok | n/a | SKIP) ;; *) exit 1 ;; esac
 done

@@ -49,7 +49,8 @@ cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity ada
              recompute_run recompute_same_step recompute_less_memory
              small_device_refused small_device_hint small_device_no_output small_device_folder_kept
              small_device_recompute
-             bf16_run bf16_hparams bf16_loss gpu_profile_header gpu_profile_ops gpu_profile_within_step"
+             bf16_run bf16_hparams bf16_loss gpu_profile_header gpu_profile_ops gpu_profile_within_step
+             gpu_gemm_profile_header gpu_gemm_profile_frozen_calls gpu_gemm_profile_flops"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
     exit 0
@@ -120,6 +121,25 @@ t_eq gpu_profile_header "$(sed -n 1p "$P" 2>&1)" "$(printf 'op\tcalls_per_step\t
 t_eq gpu_profile_ops "$(cut -f1 "$P" | grep -cxE 'frozen_gemm|lora|rmsnorm|lm_head_ce|causal_attention|inbatch_attention|step')" 7
 t_eq gpu_profile_within_step "$(awk -F'\t' 'NR > 1 && $1 != "step" { s += $3; if ($3 < 0) bad = 1 }
     $1 == "step" { w = $3 } END { print (!bad && w > 0 && s > 0 && s <= w * 1.001) ? "yes" : "no: ops " s " ms, step " w " ms" }' "$P")" yes
+# gpu_gemm_profile.tsv: every product of the step by shape and group. The frozen projections'
+# products are one per frozen_gemm operation, and their FLOPs (2·m·n·k·calls) and the adapters'
+# are what bench/README-gpu.md's MFU formula counts: 4·T·N_body and 6·T·N_lora per pass, for this
+# model (2 layers, hidden 64, 4 heads / 2 kv of 16, ffn 160; rank 4). T, the pass's tokens (m,
+# or k for the adapters' weight gradients, ta = 1), differs between groups; a pass is 2 x 7
+# frozen products per layer (forward and backward).
+G=$D/bf16/gpu_gemm_profile.tsv
+t_eq gpu_gemm_profile_header "$(sed -n 1p "$G" 2>&1)" \
+    "$(printf 'group\tm\tn\tk\tta\ttb\tab_type\tc_type\taccumulate\tfallback\tcalls_per_step\tms_per_step\ttflops')"
+t_eq gpu_gemm_profile_frozen_calls "$(awk -F'\t' '$1 == "frozen_gemm" { c += $11 } END { print c }' "$G")" \
+    "$(awk -F'\t' '$1 == "frozen_gemm" { print $2 + 0 }' "$P")"
+t_eq gpu_gemm_profile_flops "$(awk -F'\t' 'NR > 1 { T = $5 == 1 ? $4 : $2; f[$1, T] += 2 * $2 * $3 * $4 * $11 }
+    NR > 1 && $1 == "frozen_gemm" { passes[T] += $11 / (2 * 7 * 2) }
+    END { nb = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 160)
+          nl = 2 * 4 * ((64 + 64) + 2 * (64 + 32) + (64 + 64) + 3 * (64 + 160))
+          for (m in passes) { df += f["frozen_gemm", m] - passes[m] * 4 * m * nb
+                              dl += f["lora", m] - passes[m] * 6 * m * nl; n++ }
+          if (n == 0) { print "no products profiled"; exit }
+          printf "%.0f %.0f", df, dl }' "$G")" "0 0"
 grep -q '"gpu_weights":"bf16"}$' "$D/bf16/hparams.json"; T_RC=$?; t_exit bf16_hparams 0
 r=$(awk -v a="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/bf16/log.jsonl")" \
         -v b="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/cpu/log.jsonl")" \
