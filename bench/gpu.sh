@@ -77,6 +77,8 @@ table() {
             "$(ratio_of "$(val mfu_peer)" "$(val mfu_ours)")" "$(goal_cell "$(val mfu_ours)" ">=" 40 ">=40% (ours)")" "$card"
         row "train peak device MiB (nvidia-smi)" "$(val mem_ours_mib)" "$(val mem_peer_mib)" \
             "$(ratio_of "$(val mem_ours_mib)" "$(val mem_peer_mib)")" "-" "$card"
+        row "train ms/step ours bf16 RV_GEMM_TUNE=1" "$(val step_ms_ours_tuned)" "$(val step_ms_peer)" \
+            "$(ratio_of "$(val step_ms_ours_tuned)" "$(val step_ms_peer)")" "-" "$card"
         row "train ms/step ours --gpu-dtype f32" "$(val step_ms_ours_f32)" "-" "-" "-" "$card"
         local b
         for b in $(sed -n 's/^inbatch_mem_b\([0-9]*\)_ours_mib .*/\1/p' "$fig"); do

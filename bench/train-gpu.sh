@@ -46,6 +46,7 @@
 #   TRB_MEM (1), TRB_MEM_B ("16 64"), TRB_PROFILE (1: ours bf16 again with --gpu-profile if time
 #   remains, the top operations and the matrix products' rates by group and shape as INFO lines),
 #   TRB_PROFILE_OUT (a folder: gpu_profile.tsv and gpu_gemm_profile.tsv copied there),
+#   TRB_TUNED (1: ours bf16 again with RV_GEMM_TUNE=1 if time remains, before the f32 run),
 #   TRB_FIGURES (file), GPU_PEAK_TFLOPS (override the card's peak).
 # Dry run on a machine without a GPU (the emulated backend, a tiny model, the peer on the CPU):
 #   RV_CUDA_LIB=build/gpu-emu/librevela-cuda.so PYTHON=/tmp/rvref/bin/python TRB_DEVICE=cpu \
@@ -316,6 +317,22 @@ if [ "${TRB_PROFILE:-1}" = 1 ]; then
     fi
 fi
 
+# ---------------------------------------------------------------- ours with tuned products (when time remains)
+# RV_GEMM_TUNE=1: every product's plan times cuBLASLt's candidates at its first call (in the
+# warm-up steps) and keeps the fastest; the same median as the timed run, so the two compare
+TUNED_MS=''
+if [ "${TRB_TUNED:-1}" = 1 ]; then
+    if [ "$(left)" -lt 35 ]; then
+        echo "INFO $S: ours RV_GEMM_TUNE=1 not run: $(left)s of the ${BUDGET}s budget left"
+    elif RV_GEMM_TUNE=1 OURS_TAG=tuned ours bf16; then
+        TUNED_MS=$OURS_MS
+        echo "INFO $S: ours bf16 RV_GEMM_TUNE=1 ms per step (warm-up first, tuning in step 1): $OURS_STEPS" \
+             "(median $TUNED_MS vs ${BF_MS:-n/a} untuned)"
+    else
+        echo "INFO $S: ours RV_GEMM_TUNE=1: $OURS_WHY"
+    fi
+fi
+
 # ---------------------------------------------------------------- ours in f32 (when time remains)
 F32_MS='' F32_MEM=''
 if [ "${TRB_F32:-1}" = 1 ]; then
@@ -395,6 +412,7 @@ fig mem_ours_mib "${BF_MEM:-n/a}"
 fig mem_peer_mib "${PEER_MEM:-n/a}"
 fig mem_peer_alloc_mib "${PEER_ALLOC:-n/a}"
 fig act_ours_mib "${BF_ACT:-n/a}"
+fig step_ms_ours_tuned "${TUNED_MS:-n/a}"
 fig step_ms_ours_f32 "${F32_MS:-n/a}"
 fig mem_ours_f32_mib "${F32_MEM:-n/a}"
 fig status "$([ "$FAILED" = 0 ] && echo ok || echo FAIL)"
@@ -407,6 +425,7 @@ fig status "$([ "$FAILED" = 0 ] && echo ok || echo FAIL)"
     printf '%-34s %12s %12s %10s\n' "peak device memory MiB (smi)" "${BF_MEM:-n/a}" "${PEER_MEM:-n/a}" \
         "$(num "$BF_MEM" && num "$PEER_MEM" && awk -v a="$BF_MEM" -v b="$PEER_MEM" 'BEGIN {if (a > 0) printf "%.2f", b / a}')"
     printf '%-34s %12s %12s %10s\n' "  torch max_memory_allocated MiB" "" "${PEER_ALLOC:-n/a}" ""
+    printf '%-34s %12s %12s %10s\n' "ms/step ours bf16 RV_GEMM_TUNE=1" "${TUNED_MS:-n/a}" "" ""
     printf '%-34s %12s %12s %10s\n' "ms/step ours --gpu-dtype f32" "${F32_MS:-n/a}" "" ""
 } | tee "$W/table.txt"
 exit $FAILED

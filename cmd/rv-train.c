@@ -514,6 +514,25 @@ static void gpu_profile_print(const gpu_profile *p, const char *dir)
                 g[i].K, g[i].fallback ? "fallback" : "cublasLt", g[i].ms * per, gemm_tflops(&g[i]), g[i].calls * per);
 }
 
+/* RV_GEMM_TUNE=1 (the backend's matmul.cu times cuBLASLt's candidates for
+ * every product's plan): what the tuning did, at the end of the run. */
+static void gpu_tune_report(rv_step_gpu *g)
+{
+    const char *v = getenv("RV_GEMM_TUNE");
+    if (!g || !v || strcmp(v, "1") != 0)
+        return;
+    rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
+    void (*stats)(const rv_cuda *, rv_cuda_gemm_stats *) =
+        (void (*)(const rv_cuda *, rv_cuda_gemm_stats *))rv_cuda_backend_sym("rv_cuda_gemm_get_stats");
+    if (!context || !stats)
+        return;
+    rv_cuda_gemm_stats st;
+    stats(context(g), &st);
+    fprintf(stderr, "rv-train: RV_GEMM_TUNE=1: %llu of %llu matrix-product plans tuned, %llu of them chose another "
+                    "algorithm than cuBLASLt's first; %llu tunings failed\n",
+            st.plans_tuned, st.plans_built, st.tune_changed, st.tune_failed);
+}
+
 /* ---------------------------------------------------------------- data parallelism
  * One process per rank (lib/grad_buckets.h tells the whole scheme): every
  * rank walks the one global data order, computes the step's groups
@@ -1079,6 +1098,8 @@ int main(int argc, char **argv)
                 o.full ? "model" : rnp ? "retriever and lm" : "lm", pos.step, act_peak / 1048576.0);
 
     rv_comm_close(dp.comm);   /* before the device it may live on */
+    if (!o.quiet)
+        gpu_tune_report(gdev);
     if (gdev)
         gapi.close(gdev);
     free(wbuf);

@@ -93,9 +93,13 @@ int rv_cuda_gemm_c(rv_cuda *c, int ta, int tb, int M, int N, int K, float alpha,
  * the cache was full (a loop over more shapes than it holds rebuilds them
  * at every pass), and products that had no cuBLASLt algorithm and ran the
  * slow fallback kernel (misaligned 16-bit operands, odd strides). A training
- * step at steady state should build nothing and fall back never. */
+ * step at steady state should build nothing and fall back never. With
+ * RV_GEMM_TUNE=1 (matmul.cu): plans whose cuBLASLt candidates were timed,
+ * those where a candidate other than the heuristic's first won, and
+ * tunings that failed (the first choice then stays). */
 typedef struct {
     unsigned long long calls, plans_built, evictions, fallback_calls;
+    unsigned long long plans_tuned, tune_changed, tune_failed;
 } rv_cuda_gemm_stats;
 void rv_cuda_gemm_get_stats(const rv_cuda *c, rv_cuda_gemm_stats *s);
 

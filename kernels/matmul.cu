@@ -13,6 +13,8 @@
 #include <string.h>
 
 #define GEMM_CACHE_SIZE 128   /* a Revela step uses ~30-60 distinct products (tests/gpu/test_step_gpu) */
+#define GEMM_TUNE_MAX 8        /* RV_GEMM_TUNE=1: candidates timed per plan */
+#define GEMM_TUNE_RUNS 3       /* timed runs per candidate (after one warm-up) */
 
 typedef struct {
     int used, fallback;   /* fallback: no cuBLASLt algorithm, use gemm_fallback_kernel */
@@ -20,7 +22,9 @@ typedef struct {
     unsigned align_a, align_b, align_c;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;   /* column-major operands A' = B, B' = A, C' = C */
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t algo;           /* the one the products run */
+    int n_cand, tuned;                   /* RV_GEMM_TUNE: the heuristic's candidates, timed at the first call */
+    cublasLtMatmulAlgo_t cand[GEMM_TUNE_MAX];
 } gemm_plan;
 
 struct rv_gemm_cache {
@@ -70,6 +74,8 @@ static unsigned pointer_alignment(const void *p)
     return al;
 }
 
+static int gemm_tune_wanted(void);
+
 static int plan_build(rv_cuda *c, gemm_plan *p)
 {
     RV_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -103,18 +109,93 @@ static int plan_build(rv_cuda *c, gemm_plan *p)
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
                                                   sizeof al_c);
-    cublasLtMatmulHeuristicResult_t result;
-    int found = 0;
+    cublasLtMatmulHeuristicResult_t result[GEMM_TUNE_MAX];
+    int found = 0, want = gemm_tune_wanted() ? GEMM_TUNE_MAX : 1;
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &result, &found);
+        st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, want, result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found < 1)) {
         p->fallback = 1;   /* no algorithm for this alignment/stride: the plain kernel takes it */
         return 0;
     }
     RV_CUBLAS_CHECK(st);
-    p->algo = result.algo;
+    p->algo = result[0].algo;   /* the heuristic's first choice */
+    for (int i = 0; i < found && i < GEMM_TUNE_MAX; i++)
+        if (result[i].state == CUBLAS_STATUS_SUCCESS)
+            p->cand[p->n_cand++] = result[i].algo;
+    p->tuned = p->n_cand < 2;   /* nothing to choose from */
     return 0;
+}
+
+/* RV_GEMM_TUNE=1 (read when a plan is built): instead of the heuristic's
+ * first algorithm, time its first GEMM_TUNE_MAX candidates on the first
+ * call's own operands and keep the fastest. Costs one product per candidate
+ * and run, once per plan (the first step); off by default until the GPU
+ * benchmark (bench/train-gpu.sh's tuned run) shows it pays. */
+static int gemm_tune_wanted(void)
+{
+    const char *v = getenv("RV_GEMM_TUNE");
+    return v && strcmp(v, "1") == 0;
+}
+
+/* Times p's candidates on these operands, writing into a buffer of its own
+ * (C and the inputs are left as they are), and keeps the fastest in p->algo.
+ * Anything failing leaves the heuristic's first choice: tuning is only ever
+ * an improvement. */
+static void plan_tune(rv_cuda *c, gemm_plan *p, const float *alpha, const void *A, const void *B, const float *beta,
+                      const void *Cin)
+{
+    p->tuned = 1;
+    size_t bytes = (size_t)p->M * (size_t)p->ldc * (p->c_t == RV_WT_F32 ? 4 : 2);
+    void *d = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    if (cudaMalloc(&d, bytes) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
+        cudaEventCreate(&e1) != cudaSuccess) {
+        cudaGetLastError();
+        c->gemm->stats.tune_failed++;
+        goto done;
+    }
+    {
+        float best = 0.0f;
+        int best_i = -1;
+        for (int i = 0; i < p->n_cand; i++) {
+            int ok = 1;
+            for (int r = 0; r <= GEMM_TUNE_RUNS && ok; r++) {   /* r = 0: warm-up */
+                if (r == 1 && cudaEventRecord(e0, c->stream) != cudaSuccess)
+                    ok = 0;
+                ok = ok && cublasLtMatmul(c->lt, p->op, alpha, B, p->la, A, p->lb, beta, Cin, p->lc, d, p->lc,
+                                          &p->cand[i], c->workspace, c->workspace_bytes,
+                                          c->stream) == CUBLAS_STATUS_SUCCESS;
+            }
+            float ms = 0.0f;
+            ok = ok && cudaEventRecord(e1, c->stream) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess &&
+                 cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+            if (!ok) {
+                cudaGetLastError();
+                continue;
+            }
+            if (best_i < 0 || ms < best)
+                best = ms, best_i = i;
+        }
+        if (best_i < 0) {
+            c->gemm->stats.tune_failed++;
+            goto done;
+        }
+        p->algo = p->cand[best_i];
+        c->gemm->stats.plans_tuned++;
+        if (best_i > 0)
+            c->gemm->stats.tune_changed++;
+    }
+done:
+    if (e0)
+        cudaEventDestroy(e0);
+    if (e1)
+        cudaEventDestroy(e1);
+    if (d) {
+        cudaStreamSynchronize(c->stream);   /* the candidates' products are done with d */
+        cudaFree(d);
+    }
+    cudaGetLastError();
 }
 
 static gemm_plan *plan_get(rv_cuda *c, const gemm_plan *key)
@@ -269,6 +350,8 @@ extern "C" int rv_cuda_gemm_c(rv_cuda *c, int ta, int tb, int M, int N, int K, f
     c->gemm->stats.calls++;
     if (p->fallback)
         c->gemm->stats.fallback_calls++;
+    if (!p->fallback && !p->tuned)
+        plan_tune(c, p, &alpha, A, B, &beta, Cin);
     int slot = -1, rc = 0;
     if (c->prof) {
         rv_cuda_profile_gemm_row shape = {NULL, key.ta, key.tb, M, N, K, ab_t, c_t, beta != 0.0f, p->fallback, 0, 0.0};

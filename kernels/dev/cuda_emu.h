@@ -882,11 +882,16 @@ static inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cu
         for (int i = 0; i < 4; i++)
             if (p->align[i] < 16)
                 return CUBLAS_STATUS_SUCCESS;   /* no algorithm found */
-    memset(&results[0], 0, sizeof results[0]);
-    for (int i = 0; i < 4; i++)
-        results[0].algo.data[i] = p->align[i];
-    results[0].state = CUBLAS_STATUS_SUCCESS;
-    *found = 1;
+    /* up to 3 candidates (they compute alike), so callers that time them have a choice to make */
+    const int n = requested < 3 ? requested : 3;
+    for (int r = 0; r < n; r++) {
+        memset(&results[r], 0, sizeof results[r]);
+        for (int i = 0; i < 4; i++)
+            results[r].algo.data[i] = p->align[i];
+        results[r].algo.data[4] = (uint64_t)r;
+        results[r].state = CUBLAS_STATUS_SUCCESS;
+    }
+    *found = n;
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -50,7 +50,8 @@ cuda_checks="cuda_split_first cuda_resume same_files same_hparams log_parity ada
              small_device_refused small_device_hint small_device_no_output small_device_folder_kept
              small_device_recompute
              bf16_run bf16_hparams bf16_loss gpu_profile_header gpu_profile_ops gpu_profile_within_step
-             gpu_gemm_profile_header gpu_gemm_profile_frozen_calls gpu_gemm_profile_flops"
+             gpu_gemm_profile_header gpu_gemm_profile_frozen_calls gpu_gemm_profile_flops
+             tuned_run tuned_report tuned_same_losses"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
     exit 0
@@ -141,6 +142,17 @@ t_eq gpu_gemm_profile_flops "$(awk -F'\t' 'NR > 1 { T = $5 == 1 ? $4 : $2; f[$1,
           if (n == 0) { print "no products profiled"; exit }
           printf "%.0f %.0f", df, dl }' "$G")" "0 0"
 grep -q '"gpu_weights":"bf16"}$' "$D/bf16/hparams.json"; T_RC=$?; t_exit bf16_hparams 0
+# RV_GEMM_TUNE=1: every product's plan times its cuBLASLt candidates (the emulator offers 3 that
+# compute alike) on the first call and keeps the fastest; the run reports it (not -q) and its
+# losses are the untuned run's, bit for bit here
+LOUD=(); for a in "${COMMON[@]}"; do [ "$a" != -q ] && LOUD+=("$a"); done
+t_run env RV_GEMM_TUNE=1 RV_CUDA_LIB="$EMU_LIB" rv-train "${LOUD[@]}" --out "$D/tuned" --device cuda --gpu-dtype bf16 \
+    --max-steps 3
+t_exit tuned_run 0
+t_eq tuned_report "$(sed -n 's/^rv-train: RV_GEMM_TUNE=1: \([0-9]*\) of \([0-9]*\) matrix-product plans tuned.*/\1 \2/p' "$T_ERR" |
+    awk '{ print ($1 > 0 && $1 == $2) ? "all tuned" : $0 }')" "all tuned"
+t_eq tuned_same_losses "$(sed 's/.*"loss":\([^,]*\),"loss_plain":\([^,]*\),.*/\1 \2/' "$D/tuned/log.jsonl")" \
+    "$(sed 's/.*"loss":\([^,]*\),"loss_plain":\([^,]*\),.*/\1 \2/' "$D/bf16/log.jsonl")"
 r=$(awk -v a="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/bf16/log.jsonl")" \
         -v b="$(sed -n '1s/.*"loss":\([^,]*\),.*/\1/p' "$D/cpu/log.jsonl")" \
         'BEGIN { if (a == "" || b == "") { print "missing"; exit } e = (a - b) / b; if (e < 0) e = -e

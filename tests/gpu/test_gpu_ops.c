@@ -697,9 +697,41 @@ static void test_gemm_stats(void)
     rv_cuda_free(ctx, dc);
 }
 
+/* RV_GEMM_TUNE=1: plans built while it is set time their cuBLASLt candidates
+ * on the first call's operands, into a buffer of their own, and keep the
+ * fastest. The products must come out as without it: in place with beta
+ * (C read once, written once), into a separate C, and narrowed to bf16. */
+static void test_gemm_tune(void)
+{
+    rv_cuda_gemm_stats s0, s1;
+    rv_cuda_gemm_get_stats(ctx, &s0);
+    setenv("RV_GEMM_TUNE", "1", 1);
+    /* shapes no other case uses, so each builds (and tunes) its plan here */
+    test_gemm_case(0, 1, 37, 23, 19, 0, RV_WT_BF16, RV_WT_F32, 1.0f, 0, 0);
+    test_gemm_case(1, 0, 21, 17, 33, 3, RV_WT_F32, RV_WT_F32, 0.5f, 0, 1);
+    test_gemm_case(0, 0, 19, 27, 11, 0, RV_WT_BF16, RV_WT_BF16, 0.0f, 0, 0);
+    unsetenv("RV_GEMM_TUNE");
+    rv_cuda_gemm_get_stats(ctx, &s1);
+    verdict v = {0};
+    unsigned long long tuned = s1.plans_tuned - s0.plans_tuned, failed = s1.tune_failed - s0.tune_failed;
+#ifdef RV_CUDA_EMULATE
+    const int all_tuned = tuned == 3;   /* the emulator offers 3 candidates for each */
+#else
+    const int all_tuned = tuned >= 1;   /* cuBLASLt may offer a single candidate for some */
+#endif
+    if (!all_tuned || failed != 0 || s1.plans_built - s0.plans_built != 3) {
+        v.bad = 1;
+        snprintf(v.detail, sizeof v.detail, " plans built %llu, tuned %llu, tunings failed %llu;",
+                 s1.plans_built - s0.plans_built, tuned, failed);
+    }
+    report(&v, "gemm_tune (RV_GEMM_TUNE=1: 3 plans tuned, none failed; %llu picked another than the first)",
+           s1.tune_changed - s0.tune_changed);
+}
+
 static void test_gemm(void)
 {
     test_gemm_stats();
+    test_gemm_tune();
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             test_gemm_case(ta, tb, 7, 13, 5, 0, RV_WT_F32, RV_WT_F32, 0.0f, 0, 0);
