@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "buf.h"
 #include "cuda_loader.h"
+#include "gpu_profile.h"
 #include "forward.h"
 #include "forward_encode.h"
 #include "json.h"
@@ -59,6 +60,7 @@ _Noreturn static void usage(void)
            "      --gpu N             CUDA device index (default 0)\n"
            "      --gpu-dtype T       weights and activations on the GPU: bf16 (default; fp32 accumulation\n"
            "                          and residual stream) or f32 (matches the CPU path up to rounding)\n"
+           "      --gpu-profile       device time per operation and matrix product over the run, on stderr\n"
            "      --shard I/N         encode only the inputs at positions I, I+N, I+2N, ... (0-based, I < N):\n"
            "                          N jobs over the same INPUT together write every record once\n"
            "  -o, --output FILE       write FILE (atomically, via FILE.part) instead of standard output\n"
@@ -246,7 +248,8 @@ static void on_progress(void *ctx, size_t done)
 
 enum {
     OPT_TOKENIZER = 256, OPT_MAX_LEN, OPT_POOLING, OPT_NO_NORM, OPT_EOS, OPT_DTYPE, OPT_NPY, OPT_BATCH_TOKENS,
-    OPT_BATCH_SIZE, OPT_WINDOW, OPT_THREADS, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE, OPT_SHARD
+    OPT_BATCH_SIZE, OPT_WINDOW, OPT_THREADS, OPT_DEVICE, OPT_GPU, OPT_GPU_DTYPE, OPT_SHARD,
+    OPT_GPU_PROFILE
 };
 
 /* "I/N" with 0 <= I < N; usage error otherwise. */
@@ -298,6 +301,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, OPT_THREADS}, {"output", required_argument, 0, 'o'},
         {"device", required_argument, 0, OPT_DEVICE}, {"gpu", required_argument, 0, OPT_GPU},
         {"gpu-dtype", required_argument, 0, OPT_GPU_DTYPE}, {"shard", required_argument, 0, OPT_SHARD},
+        {"gpu-profile", no_argument, 0, OPT_GPU_PROFILE},
         {"force", no_argument, 0, 'f'},              {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},               {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -309,7 +313,7 @@ int main(int argc, char **argv)
     rv_pooling pooling = RV_POOL_EOS;
     rv_dtype dtype = RV_DTYPE_F32;
     rv_encode_params ep = {4096, 0, RV_POOL_EOS, 1};
-    int use_cuda = 0, gpu = 0, gpu_opts = 0;
+    int use_cuda = 0, gpu = 0, gpu_opts = 0, gpu_profile = 0;
     rv_wtype gpu_dtype = RV_WT_BF16;
     uint64_t shard_i = 0, shard_n = 1;
     opterr = 0;
@@ -349,6 +353,7 @@ int main(int argc, char **argv)
             gpu_opts = 1;
             break;
         case OPT_SHARD: parse_shard(optarg, &shard_i, &shard_n); break;
+        case OPT_GPU_PROFILE: gpu_profile = 1; gpu_opts = 1; break;
         case 'o': output = optarg; break;
         case 'f': force = 1; break;
         case 'q': quiet = 1; break;
@@ -368,7 +373,7 @@ int main(int argc, char **argv)
     if (npy_path && dtype == RV_DTYPE_BF16)
         rv_die_usage("--npy: .npy has no bf16 type; use --dtype f32 or f16");
     if (gpu_opts && !use_cuda)
-        rv_die_usage("--gpu and --gpu-dtype need --device cuda");
+        rv_die_usage("--gpu, --gpu-dtype and --gpu-profile need --device cuda");
     const char *in_path = optind < argc ? argv[optind] : NULL;
     ep.pooling = pooling;
     ep.normalize = normalize;
@@ -440,6 +445,12 @@ int main(int argc, char **argv)
         snprintf(dev_desc, sizeof dev_desc, "cuda:%d %s, %s weights %.1f MiB (uploaded in %.1fs)", gpu,
                  gapi.device_name(gdev), rv_wtype_name(gpu_dtype), (double)gapi.weight_bytes(gdev) / (1 << 20),
                  rv_now() - tg);
+    }
+    rv_gpu_profile prof = {0};   /* --gpu-profile: the whole run, its first batch (plans, buffers) included */
+    if (gpu_profile) {
+        rv_encode_gpu_context_fn *context = (rv_encode_gpu_context_fn *)rv_cuda_backend_sym("rv_encode_gpu_context");
+        rv_gpu_profile_open(&prof, context ? context(gdev) : NULL, "--gpu-profile");
+        rv_gpu_profile_start(&prof);
     }
     if (!quiet)
         fprintf(stderr, "rv-encode: model %s (%s, %u layers, dim %zu%s), adapter %s, prefix \"%s\", pooling %s, "
@@ -554,10 +565,12 @@ int main(int argc, char **argv)
     rv_output_commit(&o);
     double secs = rv_now() - t_start;
     rv_progress_finish(&prog);
+    rv_gpu_profile_collect(&prof, 1, secs * 1000);
     if (!quiet)
         fprintf(stderr, "rv-encode: %llu texts, %llu tokens in %.2fs: %.0f tokens/s, %.1f GFLOP/s\n",
                 (unsigned long long)n_docs, (unsigned long long)n_tokens, secs,
                 secs > 0 ? (double)n_tokens / secs : 0, secs > 0 ? flops / secs / 1e9 : 0);
+    rv_gpu_profile_print(&prof, "run", "the operations in stream order; shares of the run's wall time");
 
     rv_npy_writer_free(npy);
     rv_stream_writer_free(w);

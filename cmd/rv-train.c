@@ -14,6 +14,7 @@
 #include "comm_tcp.h"
 #include "cuda_loader.h"
 #include "error.h"
+#include "gpu_profile.h"
 #include "ir_text.h"
 #include "json.h"
 #include "launch_env.h"
@@ -89,8 +90,8 @@ _Noreturn static void usage(void)
            "                            librevela-cuda.so; not with --objective lm)\n"
            "      --gpu N               CUDA device index (default 0; with several ranks: LOCAL_RANK)\n"
            "      --gpu-dtype T         f32 (default) or bf16: storage of the frozen matrices on the GPU\n"
-           "      --gpu-profile         device time per operation from the second step on, to\n"
-           "                            DIR/gpu_profile.tsv (and stderr)\n"
+           "      --gpu-profile         device time per operation and matrix product from the second\n"
+           "                            step on, to DIR/gpu_profile.tsv, DIR/gpu_gemm_profile.tsv (and stderr)\n"
            "      --gpus N              data parallel on N GPUs of this node: one rank per GPU, the step's\n"
            "                            groups split between them (other launchers: see rv-train(1))\n"
            "      --comm C              gradient all-reduce between ranks: nccl (default with cuda) or tcp\n"
@@ -383,135 +384,6 @@ static void gpu_api_load(gpu_api *a)
         !(a->optim_step = (rv_step_gpu_optim_step_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_step")) ||
         !(a->optim_download = (rv_step_gpu_optim_download_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_download")))
         rv_die("--device cuda: %s", rv_error_get());
-}
-
-/* ---------------------------------------------------------------- --gpu-profile
- * Device time per operation (cuda_ops.h's rv_cuda_profile_*), summed over
- * the steps after the first (which builds the matrix-product plans and
- * allocates the activations), written as DIR/gpu_profile.tsv. */
-typedef struct {
-    rv_cuda *ctx;                          /* NULL: not profiling */
-    rv_cuda_profile_start_fn *start;
-    rv_cuda_profile_collect_fn *collect;
-    rv_cuda_profile_rows_fn *rows;
-    rv_cuda_profile_gemm_rows_fn *gemm_rows;
-    long steps;                            /* steps profiled */
-    double step_ms;                        /* their wall time */
-} gpu_profile;
-
-static void gpu_profile_load(gpu_profile *p, rv_step_gpu *g)
-{
-    rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
-    if (!context || !(p->start = (rv_cuda_profile_start_fn *)rv_cuda_backend_sym("rv_cuda_profile_start")) ||
-        !(p->collect = (rv_cuda_profile_collect_fn *)rv_cuda_backend_sym("rv_cuda_profile_collect")) ||
-        !(p->rows = (rv_cuda_profile_rows_fn *)rv_cuda_backend_sym("rv_cuda_profile_rows")) ||
-        !(p->gemm_rows = (rv_cuda_profile_gemm_rows_fn *)rv_cuda_backend_sym("rv_cuda_profile_gemm_rows")))
-        rv_die("--gpu-profile: %s", rv_error_get());
-    p->ctx = context(g);
-}
-
-enum { GEMM_ROWS_MAX = 256 };
-
-/* A matrix product's rate: 2·M·N·K per call, in TFLOP/s */
-static double gemm_tflops(const rv_cuda_profile_gemm_row *r)
-{
-    return r->ms > 0 ? 2.0 * r->M * (double)r->N * r->K * (double)r->calls / (r->ms * 1e9) : 0.0;
-}
-
-/* DIR/gpu_gemm_profile.tsv: one line per matrix product shape and group,
- * largest device time first (man rv-train). */
-static void gpu_gemm_profile_save(const gpu_profile *p, const char *dir)
-{
-    static rv_cuda_profile_gemm_row rows[GEMM_ROWS_MAX];
-    int n = p->gemm_rows(p->ctx, rows, GEMM_ROWS_MAX);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/gpu_gemm_profile.tsv", dir);
-    const double per = 1.0 / (double)p->steps;
-    rv_atomic_file f;
-    if (rv_atomic_open(&f, path) < 0)
-        rv_die("%s: %s", path, rv_error_get());
-    fprintf(f.f, "group\tm\tn\tk\tta\ttb\tab_type\tc_type\taccumulate\tfallback\tcalls_per_step\tms_per_step\t"
-                 "tflops\n");
-    for (int i = 0; i < n; i++) {
-        const rv_cuda_profile_gemm_row *r = &rows[i];
-        fprintf(f.f, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%.1f\t%.3f\t%.1f\n", r->group, r->M, r->N, r->K, r->ta,
-                r->tb, rv_wtype_name(r->ab_t), rv_wtype_name(r->c_t), r->accumulate, r->fallback, r->calls * per,
-                r->ms * per, gemm_tflops(r));
-    }
-    if (rv_atomic_commit(&f) < 0)
-        rv_die("%s: %s", path, rv_error_get());
-}
-
-/* DIR/gpu_profile.tsv: op, calls per step, device ms per step, share of the
- * step's wall time; a last line "step" with the wall time itself. Rewritten
- * after every profiled step, so a run stopped from outside (a benchmark
- * that has the steps it wanted) leaves the profile of the steps so far;
- * DIR/gpu_gemm_profile.tsv beside it. */
-static void gpu_profile_save(const gpu_profile *p, const char *dir)
-{
-    rv_cuda_profile_row rows[64];
-    int n = p->rows(p->ctx, rows, 64);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/gpu_profile.tsv", dir);
-    const double per = 1.0 / (double)p->steps, wall = p->step_ms * per;
-    rv_atomic_file f;
-    if (rv_atomic_open(&f, path) < 0)
-        rv_die("%s: %s", path, rv_error_get());
-    fprintf(f.f, "op\tcalls_per_step\tms_per_step\tshare_of_step\n");
-    for (int i = 0; i < n; i++)
-        fprintf(f.f, "%s\t%.1f\t%.3f\t%.4f\n", rows[i].name, rows[i].calls * per, rows[i].ms * per,
-                rows[i].ms * per / wall);
-    fprintf(f.f, "step\t1\t%.3f\t1\n", wall);
-    if (rv_atomic_commit(&f) < 0)
-        rv_die("%s: %s", path, rv_error_get());
-    gpu_gemm_profile_save(p, dir);
-}
-
-/* After a step of secs seconds: the first one starts the profile, later
- * ones add their operations to it and save it. */
-static void gpu_profile_step(gpu_profile *p, int first, double secs, const char *dir)
-{
-    if (!p->ctx)
-        return;
-    if (first ? p->start(p->ctx) < 0 : p->collect(p->ctx) < 0)
-        rv_die("--gpu-profile: %s", rv_error_get());
-    if (first)
-        return;
-    p->steps++;
-    p->step_ms += secs * 1000;
-    gpu_profile_save(p, dir);
-}
-
-/* At the end: the largest rows on stderr. */
-static void gpu_profile_print(const gpu_profile *p, const char *dir)
-{
-    if (!p->ctx)
-        return;
-    if (p->steps == 0) {
-        fprintf(stderr, "rv-train: --gpu-profile: no step after the first one, nothing profiled\n");
-        return;
-    }
-    rv_cuda_profile_row rows[64];
-    int n = p->rows(p->ctx, rows, 64);
-    const double per = 1.0 / (double)p->steps, wall = p->step_ms * per;
-    double sum = 0;
-    fprintf(stderr, "rv-train: device time per step over %ld step%s (%s/gpu_profile.tsv):\n", p->steps,
-            p->steps == 1 ? "" : "s", dir);
-    for (int i = 0; i < n; i++) {
-        sum += rows[i].ms * per;
-        if (i < 12)
-            fprintf(stderr, "  %-26s %8.3f ms %5.1f%%  (%.0f calls)\n", rows[i].name, rows[i].ms * per,
-                    100 * rows[i].ms * per / wall, rows[i].calls * per);
-    }
-    fprintf(stderr, "  %-26s %8.3f ms %5.1f%%  (the step's wall time less the operations timed)\n", "untimed",
-            wall - sum, 100 * (wall - sum) / wall);
-    static rv_cuda_profile_gemm_row g[GEMM_ROWS_MAX];
-    int ng = p->gemm_rows(p->ctx, g, GEMM_ROWS_MAX);
-    if (ng > 0)
-        fprintf(stderr, "rv-train: the largest matrix products (%s/gpu_gemm_profile.tsv):\n", dir);
-    for (int i = 0; i < ng && i < 8; i++)
-        fprintf(stderr, "  %-12s %6d x %6d x %6d %s %8.3f ms %7.1f TFLOP/s  (%.0f calls)\n", g[i].group, g[i].M, g[i].N,
-                g[i].K, g[i].fallback ? "fallback" : "cublasLt", g[i].ms * per, gemm_tflops(&g[i]), g[i].calls * per);
 }
 
 /* RV_GEMM_TUNE=1 (the backend's matmul.cu times cuBLASLt's candidates for
@@ -934,9 +806,13 @@ int main(int argc, char **argv)
                     gapi.device_name(gdev), rv_cuda_backend_path(), rv_wtype_name(o.gpu_dtype), rv_now() - tg);
         dp_attach_device(&dp, &gapi, gdev);
     }
-    gpu_profile prof = {0};
-    if (o.gpu_profile && writer)
-        gpu_profile_load(&prof, gdev);
+    /* --gpu-profile: the steps after the first (which builds the products' plans and
+     * allocates the activations), saved after each so a run stopped early keeps them */
+    rv_gpu_profile prof = {0};
+    if (o.gpu_profile && writer) {
+        rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
+        rv_gpu_profile_open(&prof, context ? context(gdev) : NULL, "--gpu-profile");
+    }
     /* The optimiser runs where the summed gradients are: on the device with
      * one rank or NCCL (the adapters and AdamW moments then live there and
      * come back only for checkpoints), on the host with --comm tcp. */
@@ -1047,7 +923,12 @@ int main(int argc, char **argv)
         const int first_step = pos.step == start_step;
         pos.step = t;
         const double secs = rv_now() - t0;
-        gpu_profile_step(&prof, first_step, secs, o.out);
+        if (first_step) {
+            rv_gpu_profile_start(&prof);
+        } else {
+            rv_gpu_profile_collect(&prof, 1, secs * 1000);
+            rv_gpu_profile_save(&prof, o.out);
+        }
         loss /= (double)o.grad_accum;
         loss_plain /= (double)o.grad_accum;
         if (logf)
@@ -1079,8 +960,11 @@ int main(int argc, char **argv)
     }
     if (logf && fclose(logf) != 0)
         rv_die("%s: write error", log_path);
-    if (!o.quiet)
-        gpu_profile_print(&prof, o.out);
+    if (!o.quiet) {
+        char where[8300];
+        snprintf(where, sizeof where, "%s/gpu_profile.tsv and gpu_gemm_profile.tsv", o.out);
+        rv_gpu_profile_print(&prof, "step", where);
+    }
     if (writer)
         write_outputs(&o, rnp, &lnet, hp);
     snprintf(path, sizeof path, "%s/memory.json", o.out);

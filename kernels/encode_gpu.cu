@@ -205,6 +205,8 @@ extern "C" const char *rv_encode_gpu_device_name(const rv_encode_gpu *g) { retur
 
 extern "C" size_t rv_encode_gpu_weight_bytes(const rv_encode_gpu *g) { return g->weight_bytes; }
 
+extern "C" rv_cuda *rv_encode_gpu_context(rv_encode_gpu *g) { return g->c; }
+
 static void free_activations(rv_encode_gpu *g)
 {
     void *dev[] = {g->x, g->tmp, g->hid, g->xn, g->q, g->k, g->v, g->att, g->gate, g->up,

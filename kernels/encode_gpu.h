@@ -24,6 +24,8 @@ extern "C" {
 #include "forward_encode.h"   /* rv_encode_params */
 #include "model.h"            /* rv_model, rv_wtype */
 
+typedef struct rv_cuda rv_cuda;
+
 typedef struct rv_encode_gpu rv_encode_gpu;
 
 /* Opens CUDA device `device` and uploads m's blocks, final norm and
@@ -40,6 +42,11 @@ typedef rv_encode_gpu *rv_encode_gpu_open_fn(const rv_model *m, int device, rv_w
  * emulator's), for the tool's log line. */
 const char *rv_encode_gpu_device_name(const rv_encode_gpu *g);
 typedef const char *rv_encode_gpu_device_name_fn(const rv_encode_gpu *g);
+
+/* The backend context the handle runs on (for the profiler, cuda_ops.h's
+ * rv_cuda_profile_*: rv-encode --gpu-profile). */
+rv_cuda *rv_encode_gpu_context(rv_encode_gpu *g);
+typedef rv_cuda *rv_encode_gpu_context_fn(rv_encode_gpu *g);
 
 /* Device bytes held by the uploaded weights. */
 size_t rv_encode_gpu_weight_bytes(const rv_encode_gpu *g);

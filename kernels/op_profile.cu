@@ -206,38 +206,30 @@ extern "C" int rv_cuda_profile_collect(rv_cuda *c)
     return p->failed ? rv_error_set("cuda profile: some operations could not be timed (events failed)") : 0;
 }
 
-static int by_time(const void *a, const void *b)
+/* Largest time first: both row types (C++: one comparator per type) */
+template <class Row> static int by_time(const void *a, const void *b)
 {
-    double x = ((const rv_cuda_profile_row *)a)->ms, y = ((const rv_cuda_profile_row *)b)->ms;
+    double x = ((const Row *)a)->ms, y = ((const Row *)b)->ms;
     return x > y ? -1 : x < y;
+}
+
+/* Sorts the n totals and copies up to max of them out; returns how many. */
+template <class Row> static int largest_first(Row *totals, int n, Row *out, int max)
+{
+    qsort(totals, (size_t)n, sizeof *totals, by_time<Row>);
+    int k = n < max ? n : max;
+    memcpy(out, totals, (size_t)k * sizeof *out);
+    return k;
 }
 
 extern "C" int rv_cuda_profile_rows(rv_cuda *c, rv_cuda_profile_row *rows, int max_rows)
 {
-    struct rv_prof *p = c->prof;
-    if (!p)
-        return 0;
-    qsort(p->rows, (size_t)p->n_rows, sizeof p->rows[0], by_time);
-    int n = p->n_rows < max_rows ? p->n_rows : max_rows;
-    memcpy(rows, p->rows, (size_t)n * sizeof *rows);
-    return n;
-}
-
-static int gemm_by_time(const void *a, const void *b)
-{
-    double x = ((const rv_cuda_profile_gemm_row *)a)->ms, y = ((const rv_cuda_profile_gemm_row *)b)->ms;
-    return x > y ? -1 : x < y;
+    return c->prof ? largest_first(c->prof->rows, c->prof->n_rows, rows, max_rows) : 0;
 }
 
 extern "C" int rv_cuda_profile_gemm_rows(rv_cuda *c, rv_cuda_profile_gemm_row *rows, int max_rows)
 {
-    struct rv_prof *p = c->prof;
-    if (!p)
-        return 0;
-    qsort(p->gemms, (size_t)p->n_gemms, sizeof p->gemms[0], gemm_by_time);
-    int n = p->n_gemms < max_rows ? p->n_gemms : max_rows;
-    memcpy(rows, p->gemms, (size_t)n * sizeof *rows);
-    return n;
+    return c->prof ? largest_first(c->prof->gemms, c->prof->n_gemms, rows, max_rows) : 0;
 }
 
 void rv_prof_free(rv_cuda *c)

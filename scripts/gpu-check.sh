@@ -344,7 +344,7 @@ done
     fi
     if [ -s "$LOGS/tools.log" ]; then
         echo "--- tools on the GPU (FAIL, SKIP and INFO lines):"
-        grep -E '^(FAIL|SKIP|INFO) ' "$LOGS/tools.log" | head -40 | cut -c1-200
+        grep -E '^(FAIL|SKIP|INFO) ' "$LOGS/tools.log" | head -70 | cut -c1-200
     fi
     if [ -s "$LOGS/bench-train.log" ]; then
         echo "--- bench-train (FAIL, SKIP and INFO lines):"

@@ -60,7 +60,9 @@ t_run $ENC -m "$FX/llama_tied" --device cuda --gpu-dtype f16 "$FX/tiny_texts.jso
 t_exit bad-gpu-dtype-exit 2
 t_run $ENC -m "$FX/llama_tied" --gpu 0 "$FX/tiny_texts.jsonl"
 t_exit gpu-without-cuda-exit 2
-t_stderr_has gpu-without-cuda-message "--gpu and --gpu-dtype need --device cuda"
+t_stderr_has gpu-without-cuda-message "--gpu, --gpu-dtype and --gpu-profile need --device cuda"
+t_run $ENC -m "$FX/llama_tied" --gpu-profile "$FX/tiny_texts.jsonl"
+t_exit gpu-profile-without-cuda-exit 2
 for bad in 3/3 1 0/0 a/2 1/ -1/2 2/1; do
     t_run $ENC -m "$FX/llama_tied" --shard "$bad" "$FX/tiny_texts.jsonl"
     t_exit "bad-shard-${bad//\//_}-exit" 2
@@ -112,7 +114,7 @@ t_eq shard-empty-records "$(rv-cat --info "$T_DIR/empty.emb" | sed -n 's/^record
 
 # ---------------------------------------------------------------- --device cuda on the emulator
 cuda_checks="tied-f32 tied-f32-meta tied-bf16 untied-f32 qwen2-mean-f32 adapter-f32 adapter-vs-transformers-peft
-    shard-cuda-union no-device-exit no-device-message bad-gpu-exit bad-gpu-message oom-exit oom-message oom-no-output"
+    shard-cuda-union gpu-profile-exit gpu-profile-same-vectors gpu-profile-ops gpu-profile-products no-device-exit no-device-message bad-gpu-exit bad-gpu-message oom-exit oom-message oom-no-output"
 if [ ! -f "$EMU_LIB" ]; then
     for c in $cuda_checks; do echo "SKIP $T_SUITE/$c (no emulated CUDA backend at $EMU_LIB; make gpu-emu builds it)"; done
     exit 0
@@ -179,6 +181,21 @@ if [ -f "$T_DIR/tied-bf16.cuda.jsonl" ] && [ "$(wc -l < "$T_DIR/tied-bf16.cuda.j
 else
     t_fail shard-cuda-union "no unsharded device run of 5 records to compare with"
 fi
+
+# --gpu-profile: the run's device time per operation and per product on stderr (even with -q: it
+# is what was asked for); the vectors are the unprofiled run's, byte for byte
+t_run $ENC -q -m "$FX/llama_tied" --max-len 24 --batch-size 1 --device cuda --gpu-profile -o "$T_DIR/prof.emb" \
+    "$FX/tiny_texts.jsonl"
+t_exit gpu-profile-exit 0
+rv-cat "$T_DIR/prof.emb" > "$T_DIR/prof.jsonl" 2>/dev/null
+t_files_eq gpu-profile-same-vectors "$T_DIR/prof.jsonl" "$T_DIR/tied-bf16.cuda.jsonl"
+# 5 texts one at a time through 2 layers: 70 projections (7 a layer), 10 attentions
+t_eq gpu-profile-ops "$(sed -n '/device time per run over 1 run/,/untimed/p' "$T_ERR" |
+    grep -E '^  (linear|causal_attention) ' | sed 's/^  \([a-z_]*\) .*(\([0-9]*\) calls)$/\1 \2/' | sort | paste -sd' ')" \
+    "causal_attention 10 linear 70"
+t_eq gpu-profile-products "$(sed -n '/the largest matrix products/,$p' "$T_ERR" | sed 1d | awk '
+    / linear .* cublasLt / { ok++ } { n++ } END { print (n > 0 && ok == n) ? "all linear on cublasLt" : ok "/" n }')" \
+    "all linear on cublasLt"
 
 # errors: no device, a device index past the count, out of device memory
 # (the emulator's device memory is host memory: ulimit -v makes a 16M-token

@@ -219,4 +219,13 @@ else:
 PY
 rc=$?
 [ "$rc" -eq 0 ] || fail reference "the transformers step exited $rc"
+
+# where our encode's device time goes: the timing set again with --gpu-profile (not the timed
+# run: events around every operation), its tables as INFO lines
+if enc -q --device cuda --batch-tokens "$ENC_BATCH_TOKENS" --gpu-profile -o "$W/prof.emb" "$W/big.jsonl" \
+    2>"$W/prof.err"; then
+    grep -E '^  ' "$W/prof.err" | head -20 | sed "s/^  */INFO $S: profile /"
+else
+    echo "INFO $S: rv-encode --gpu-profile: $(tail -1 "$W/prof.err")"
+fi
 exit 0
