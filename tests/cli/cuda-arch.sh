@@ -1,12 +1,13 @@
 #!/bin/bash
 # cuda-arch.sh — the CUDA backend also builds for the A100 (sm_80; issue 8):
-# `make check` builds $BUILD/sm_80/librevela-cuda.so (mk/cuda-arch.mk) beside
-# the main $BIN/librevela-cuda.so (CUDA_ARCH, sm_90 by default). Checks: it
+# `make check` builds build/sm_80/librevela-cuda.so (mk/cuda-arch.mk; always
+# under build/) beside the main $BIN/librevela-cuda.so (CUDA_ARCH, sm_90 by
+# default). Checks: it
 # exists; its device code names sm_80 and no newer architecture (the fatbins'
 # embedded target names); it exports the same rv_cuda_* entry points as the
 # main library (no kernel left out of the A100 build).
 . "$(dirname "$0")/lib.sh"
-ALSO=$T_ROOT/${BUILD:-build}/sm_80/librevela-cuda.so
+ALSO=$T_ROOT/build/sm_80/librevela-cuda.so
 MAIN=$T_ROOT/${BIN:-bin}/librevela-cuda.so
 checks="built targets_sm80 same_entry_points"
 if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
