@@ -365,8 +365,8 @@ typedef struct {
     rv_step_gpu_optim_upload_fn *optim_upload;
     rv_step_gpu_optim_step_fn *optim_step;
     rv_step_gpu_optim_download_fn *optim_download;
+    rv_step_gpu_context_fn *context;   /* the backend context: NCCL, --gpu-profile, RV_GEMM_TUNE's report */
     /* data parallel over NCCL (looked up only when used) */
-    rv_step_gpu_context_fn *context;
     rv_step_gpu_set_comm_fn *set_comm;
     rv_step_gpu_mark_final_fn *mark_final;
     rv_step_gpu_allreduce_host_fn *allreduce_host;
@@ -382,24 +382,24 @@ static void gpu_api_load(gpu_api *a)
         !(a->close = (rv_step_gpu_close_fn *)rv_cuda_backend_sym("rv_step_gpu_close")) ||
         !(a->optim_upload = (rv_step_gpu_optim_upload_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_upload")) ||
         !(a->optim_step = (rv_step_gpu_optim_step_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_step")) ||
-        !(a->optim_download = (rv_step_gpu_optim_download_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_download")))
+        !(a->optim_download = (rv_step_gpu_optim_download_fn *)rv_cuda_backend_sym("rv_step_gpu_optim_download")) ||
+        !(a->context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context")))
         rv_die("--device cuda: %s", rv_error_get());
 }
 
 /* RV_GEMM_TUNE=1 (the backend's matmul.cu times cuBLASLt's candidates for
  * every product's plan): what the tuning did, at the end of the run. */
-static void gpu_tune_report(rv_step_gpu *g)
+static void gpu_tune_report(const gpu_api *a, rv_step_gpu *g)
 {
     const char *v = getenv("RV_GEMM_TUNE");
     if (!g || !v || strcmp(v, "1") != 0)
         return;
-    rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
     void (*stats)(const rv_cuda *, rv_cuda_gemm_stats *) =
         (void (*)(const rv_cuda *, rv_cuda_gemm_stats *))rv_cuda_backend_sym("rv_cuda_gemm_get_stats");
-    if (!context || !stats)
+    if (!stats)
         return;
     rv_cuda_gemm_stats st;
-    stats(context(g), &st);
+    stats(a->context(g), &st);
     fprintf(stderr, "rv-train: RV_GEMM_TUNE=1: %llu of %llu matrix-product plans tuned, %llu of them chose another "
                     "algorithm than cuBLASLt's first; %llu tunings failed\n",
             st.plans_tuned, st.plans_built, st.tune_changed, st.tune_failed);
@@ -499,8 +499,7 @@ static void dp_attach_device(dp_state *dp, gpu_api *a, rv_step_gpu *g)
     if (dp->world == 1 || dp->comm)
         return;
     rv_comm_nccl_open_fn open = (rv_comm_nccl_open_fn)rv_cuda_backend_sym("rv_comm_nccl_open");
-    if (!open || !(a->context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context")) ||
-        !(a->set_comm = (rv_step_gpu_set_comm_fn *)rv_cuda_backend_sym("rv_step_gpu_set_comm")) ||
+    if (!open || !(a->set_comm = (rv_step_gpu_set_comm_fn *)rv_cuda_backend_sym("rv_step_gpu_set_comm")) ||
         !(a->mark_final = (rv_step_gpu_mark_final_fn *)rv_cuda_backend_sym("rv_step_gpu_mark_final")) ||
         !(a->allreduce_host = (rv_step_gpu_allreduce_host_fn *)rv_cuda_backend_sym("rv_step_gpu_allreduce_host")))
         rv_die("--comm nccl: %s", rv_error_get());
@@ -809,10 +808,8 @@ int main(int argc, char **argv)
     /* --gpu-profile: the steps after the first (which builds the products' plans and
      * allocates the activations), saved after each so a run stopped early keeps them */
     rv_gpu_profile prof = {0};
-    if (o.gpu_profile && writer) {
-        rv_step_gpu_context_fn *context = (rv_step_gpu_context_fn *)rv_cuda_backend_sym("rv_step_gpu_context");
-        rv_gpu_profile_open(&prof, context ? context(gdev) : NULL, "--gpu-profile");
-    }
+    if (o.gpu_profile && writer)
+        rv_gpu_profile_open(&prof, gapi.context(gdev), "--gpu-profile");
     /* The optimiser runs where the summed gradients are: on the device with
      * one rank or NCCL (the adapters and AdamW moments then live there and
      * come back only for checkpoints), on the host with --comm tcp. */
@@ -983,7 +980,7 @@ int main(int argc, char **argv)
 
     rv_comm_close(dp.comm);   /* before the device it may live on */
     if (!o.quiet)
-        gpu_tune_report(gdev);
+        gpu_tune_report(&gapi, gdev);
     if (gdev)
         gapi.close(gdev);
     free(wbuf);
